@@ -1,0 +1,56 @@
+# scifolio: `make run` (the main job, offline demo profile) and `make test`.
+# Both create .venv and install on first use.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+PROJECT ?= energy
+
+# the venv's tools first (dvc stages call `python`); telemetry off everywhere
+export PATH := $(BIN):$(PATH)
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export GRADIO_ANALYTICS_ENABLED := False
+export DO_NOT_TRACK := 1
+
+.PHONY: install run test test-fast bench-energy ui repro clean help
+
+help:
+	@echo "make run           dvc repro on the profile in params.yaml (offline demo by default)"
+	@echo "make test          the test suite"
+	@echo "make ui            MLflow UI on http://127.0.0.1:5000"
+	@echo "make bench-energy  ETTh1 benchmark (full profile, CPU, long)"
+
+install: $(STAMP)
+
+# torch first and pinned: anything depending on torch would otherwise pull a CUDA build (GBs)
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]' 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -c "import torch, lightning, mlflow, dvc, great_expectations, optuna"
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/dvc repro
+
+# pytest's exit code 5 (no test collected) is a failure, never a pass
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) || { s=$$?; [ $$s -eq 5 ] && echo "no tests collected" >&2; exit $$s; }
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench-energy: $(STAMP)
+	$(BIN)/python benchmarks/energy.py
+
+ui: $(STAMP)
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
+
+clean:
+	rm -rf data/*/ mlflow.db mlruns

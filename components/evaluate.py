@@ -1,0 +1,89 @@
+"""Evaluation outputs: metrics JSON for `dvc metrics`, CSV tables for `dvc plots`, figures to MLflow.
+
+The project computes the numbers (components.project.Evaluation); this module only writes them
+where DVC and MLflow expect them, atomically, so a failed evaluation never leaves a metrics file
+that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from components.project import Evaluation
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_evaluation(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
+    """out_dir/metrics.json, out_dir/plots/<name>.csv, out_dir/figures/<name>.png."""
+    bad = {k: v for k, v in evaluation.metrics.items() if not math.isfinite(v)}
+    if bad:
+        raise ValueError(f"evaluation produced non-finite metrics: {bad}")
+    written = {"metrics": out_dir / "metrics.json"}
+    for name, table in evaluation.tables.items():
+        path = out_dir / "plots" / f"{name}.csv"
+        atomic_write_text(path, table.to_csv(index=False))
+        written[f"plots/{name}"] = path
+    for name, figure in evaluation.figures.items():
+        path = out_dir / "figures" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        written[f"figures/{name}"] = path
+    # metrics last: its presence means the evaluation finished
+    atomic_write_text(written["metrics"], json.dumps(_nest(evaluation.metrics), indent=2, sort_keys=True) + "\n")
+    return written
+
+
+def log_evaluation(evaluation: Evaluation, written: dict[str, Path]) -> None:
+    """Log metrics, figures and plot tables to the active MLflow run."""
+    import mlflow
+
+    mlflow.log_metrics(evaluation.metrics)
+    for name, figure in evaluation.figures.items():
+        mlflow.log_figure(figure, f"figures/{name}.png")
+    for key, path in written.items():
+        if key.startswith("plots/"):
+            mlflow.log_artifact(str(path), "plots")
+    mlflow.log_artifact(str(written["metrics"]))
+
+
+def _nest(flat: dict[str, float]) -> dict:
+    """{"test/mse": 1} -> {"test": {"mse": 1}}: DVC shows nested keys as test.mse."""
+    nested: dict = {}
+    for key, value in flat.items():
+        node = nested
+        *parents, leaf = key.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def read_metrics(path: Path) -> dict[str, float]:
+    """metrics.json -> the flat {"test/mse": ...} form."""
+    flat: dict[str, float] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            name = f"{prefix}/{key}" if prefix else key
+            if isinstance(value, dict):
+                walk(value, name)
+            else:
+                flat[name] = value
+
+    walk(json.loads(Path(path).read_text()), "")
+    return flat

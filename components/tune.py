@@ -1,0 +1,114 @@
+"""Optuna hyper-parameter search, one study per project and data version.
+
+TPE sampler (seeded), median or Hyperband pruning through optuna-integration's Lightning callback,
+each trial a nested MLflow run under the stage's run. Storage: a journal file by default (safe for
+several processes on one machine); any RDB URL (postgresql://...) lets workers on many machines
+join the same study: run `python -m pipelines <project> tune` on each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Callable
+
+from components.config import TuneConfig
+from components.train import MONITOR
+
+log = logging.getLogger("scifolio.tune")
+
+
+@dataclasses.dataclass
+class TuneResult:
+    best_params: dict
+    best_value: float
+    best_trial: int
+    n_complete: int
+    n_pruned: int
+    study_name: str
+    storage: str
+
+
+def make_storage(tune: TuneConfig, default_journal: Path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if tune.storage in ("", "journal"):
+        default_journal.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(default_journal))), f"journal:{default_journal}"
+    if tune.storage.startswith("journal:"):
+        path = tune.storage.removeprefix("journal:")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(path)), tune.storage
+    return optuna.storages.RDBStorage(tune.storage), tune.storage.split("@")[-1]  # no password in logs
+
+
+def make_pruner(tune: TuneConfig):
+    import optuna
+
+    if tune.pruner == "median":  # stop a trial whose val loss is worse than the median at that epoch
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if tune.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(tune.max_epochs, 1))
+    if tune.pruner == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"tune.pruner: {tune.pruner!r} is not one of median, hyperband, none")
+
+
+def run_study(
+    objective_fit: Callable[[dict, list, str], float],
+    search_space: Callable,
+    tune: TuneConfig,
+    study_name: str,
+    journal: Path,
+    seed: int,
+) -> TuneResult:
+    """Search `search_space`; `objective_fit(params, callbacks, trial_run_id)` trains and returns val loss.
+
+    Must be called inside the stage's active MLflow run: trials become its nested runs.
+    """
+    import mlflow
+    import optuna
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage, storage_label = make_storage(tune, journal)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction="minimize",  # MONITOR is a loss
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=make_pruner(tune),
+        load_if_exists=True,  # other workers may have created it
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        params = search_space(trial)
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as run:
+            mlflow.log_params(params)
+            mlflow.set_tag("optuna.trial", trial.number)
+            pruning = PyTorchLightningPruningCallback(trial, monitor=MONITOR)
+            try:
+                value = objective_fit(params, [pruning], run.info.run_id)
+            except optuna.TrialPruned:
+                mlflow.set_tag("optuna.state", "pruned")
+                raise
+            mlflow.set_tag("optuna.state", "complete")
+            mlflow.log_metric(f"best_{MONITOR}", value)
+            return value
+
+    study.optimize(objective, n_trials=tune.n_trials, timeout=tune.timeout_s or None, gc_after_trial=True)
+    states = [t.state for t in study.trials]
+    best = study.best_trial
+    log.info("study %s: best %s=%.5f (trial %d)", study_name, MONITOR, best.value, best.number)
+    return TuneResult(
+        best_params=dict(best.params),
+        best_value=float(best.value),
+        best_trial=best.number,
+        n_complete=states.count(optuna.trial.TrialState.COMPLETE),
+        n_pruned=states.count(optuna.trial.TrialState.PRUNED),
+        study_name=study_name,
+        storage=storage_label,
+    )

@@ -1,0 +1,1 @@
+"""scifolio projects: one package per project, each a plug-in of components/ (see registry.py)."""

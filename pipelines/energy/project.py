@@ -1,0 +1,217 @@
+"""The energy plug-in: multi-horizon multivariate forecasting on ETT / OPSD / demo data.
+
+Ties sources, checks, windows, networks and metrics to the stage protocol of components/project.py.
+Its params.yaml section is described by `EnergySection` below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+from components.config import RegisterConfig, TrainConfig, TuneConfig
+from components.project import Metric
+from pipelines.energy import sources
+
+# ---- the params.yaml section ----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class DataSection:
+    source: str = "ett"  # ett | opsd | demo
+    dataset: str = "ETTh1"  # with source=ett: ETTh1, ETTh2, ETTm1 or ETTm2
+    ett_mirror: str = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small"  # URL or folder
+    opsd_url: str = "https://raw.githubusercontent.com/jenfly/opsd/master/opsd_germany_daily.csv"
+    opsd_start: str = "2014-04-01"  # first day after the last missing wind/solar day (2014-03-30)
+    checksums: dict[str, str] = dataclasses.field(default_factory=dict)  # file -> "sha256:<hex>"
+    split: str | list[float] = "ett"  # "ett" (standard borders) or [train, val, test] fractions by time
+    demo_rows: int = 3000  # hourly rows the demo generator writes
+
+
+@dataclasses.dataclass
+class WindowSection:
+    seq_len: int = 336  # history length (PatchTST/42: 336)
+    horizon: int = 96  # forecast length: 96, 192, 336 or 720 in the benchmark
+
+
+@dataclasses.dataclass
+class ModelSection:
+    name: str = "patchtst"  # patchtst | dlinear | nlinear (seasonal_naive is the baseline)
+    patch_len: int = 16  # PatchTST: patch length P
+    stride: int = 8  # PatchTST: patch stride S
+    n_layers: int = 3  # PatchTST: encoder layers
+    n_heads: int = 4  # PatchTST: attention heads
+    d_model: int = 16  # PatchTST: latent size (16 on ETTh1)
+    d_ff: int = 128  # PatchTST: feed-forward size
+    dropout: float = 0.3  # PatchTST: encoder dropout
+    head_dropout: float = 0.0  # PatchTST: flatten-head dropout
+    revin: bool = True  # PatchTST: reversible instance normalisation
+    kernel_size: int = 25  # DLinear: moving-average window
+    individual: bool = False  # DLinear: one linear layer per channel
+
+
+@dataclasses.dataclass
+class EnergySection:
+    data: DataSection
+    window: WindowSection
+    model: ModelSection
+    train: TrainConfig
+    tune: TuneConfig
+    register: RegisterConfig
+    target: str = "OT"  # channel shown in forecast plots
+
+
+# ---- the plug-in ----------------------------------------------------------------------------
+
+OPTIMISER_KEYS = ("lr", "weight_decay")  # tuned keys that belong to the optimiser, not the network
+
+
+class Energy:
+    name = "energy"
+    section = EnergySection
+    primary_metric = Metric("test/mse", "minimize")
+    description = (
+        "Multivariate-in, multivariate-out forecasting. Split by time (ETT: the standard 12/4/4-month "
+        "borders); StandardScaler fitted on training rows only; every test window evaluated (no dropped "
+        "last batch); MSE/MAE on the standardised scale. The promotion gate re-scores challenger and "
+        "champion on the current data version's test windows."
+    )
+    limitations = (
+        "Trained on one series; forecasts degrade when the load regime shifts (season, station, unit "
+        "change). Point forecasts only, no intervals. The demo profile's model is trained on synthetic "
+        "data and is not a forecaster of any real transformer."
+    )
+
+    def pull(self, cfg, raw_dir: Path) -> list[Path]:
+        return [sources.pull(cfg.project.data, cfg.seed, raw_dir)]
+
+    def checks(self, cfg, raw_dir: Path):
+        from pipelines.energy.checks import energy_checks
+
+        name, schema = sources.raw_file(cfg.project.data)
+        return energy_checks(raw_dir / name, schema)
+
+    def prepare(self, cfg, validated_dir: Path, prepared_dir: Path) -> dict:
+        from pipelines.energy.data import count_windows, prepare, window_ranges
+
+        data, window = cfg.project.data, cfg.project.window
+        name, schema = sources.raw_file(data)
+        stamps, values = sources.read_series(validated_dir / name, schema)
+        summary = prepare(stamps, values, schema.value_columns, data.split, schema.freq_seconds, prepared_dir)
+        (prepared_dir / "meta.json").write_text(json.dumps({
+            "time_column": schema.time_column, "freq_seconds": schema.freq_seconds, "file": name,
+        }) + "\n")
+        ranges = window_ranges(tuple(summary["borders"]), window.seq_len)
+        summary["windows"] = {s: count_windows(*ranges[s], window.horizon) for s in ranges}
+        return summary
+
+    def datamodule(self, cfg, prepared_dir: Path):
+        from pipelines.energy.data import make_datamodule
+
+        w, t = cfg.project.window, cfg.project.train
+        return make_datamodule(prepared_dir, w.seq_len, w.horizon, t.batch_size, t.num_workers)
+
+    def model_hparams(self, cfg, tuned: dict) -> dict:
+        from pipelines.energy.models import MODEL_HPARAMS
+
+        model = cfg.project.model
+        merged = {**dataclasses.asdict(model), **{k: v for k, v in tuned.items() if k not in OPTIMISER_KEYS}}
+        return {k: merged[k] for k in MODEL_HPARAMS[model.name] if k in merged}
+
+    def build_module(self, cfg, datamodule, hparams: dict):
+        from pipelines.energy.module import Forecaster
+
+        section = cfg.project
+        return Forecaster(
+            model=section.model.name,
+            model_hparams=self.model_hparams(cfg, hparams),
+            seq_len=section.window.seq_len,
+            horizon=section.window.horizon,
+            n_channels=datamodule.n_channels,
+            lr=hparams.get("lr", section.train.lr),
+            weight_decay=hparams.get("weight_decay", section.train.weight_decay),
+        )
+
+    def search_space(self, cfg, trial) -> dict:
+        """Log-uniform learning rate and the capacity/regularisation knobs of the chosen network."""
+        params = {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True)}
+        if cfg.project.model.name == "patchtst":
+            params["d_model"] = trial.suggest_categorical("d_model", [16, 32, 64])
+            params["n_layers"] = trial.suggest_int("n_layers", 1, 3)
+            params["dropout"] = trial.suggest_float("dropout", 0.0, 0.5)
+            params["patch_len"] = trial.suggest_categorical("patch_len", [8, 16])
+        elif cfg.project.model.name == "dlinear":
+            params["kernel_size"] = trial.suggest_categorical("kernel_size", [13, 25, 49])
+        return params
+
+    def export(self, cfg, module, prepared_dir: Path, model_dir: Path) -> None:
+        """What the registered model needs: config, weights (state_dict only), the train-row scaler."""
+        import torch
+
+        meta = json.loads((prepared_dir / "meta.json").read_text())
+        scaler = json.loads((prepared_dir / "scaler.json").read_text())
+        hp = module.hparams
+        config = {
+            "model": hp["model"], "hparams": hp["model_hparams"], "seq_len": hp["seq_len"],
+            "horizon": hp["horizon"], "columns": scaler["columns"], "time_column": meta["time_column"],
+            "freq_seconds": meta["freq_seconds"], "lr": hp["lr"], "weight_decay": hp["weight_decay"],
+        }
+        (model_dir / "model.json").write_text(json.dumps(config, indent=2) + "\n")
+        torch.save(module.net.state_dict(), model_dir / "weights.pt")
+        shutil.copy(prepared_dir / "scaler.json", model_dir / "scaler.json")
+
+    def load_module(self, cfg, model_dir: Path):
+        from pipelines.energy.pyfunc import EnergyForecaster
+
+        return EnergyForecaster.from_dir(model_dir).net
+
+    def evaluate(self, cfg, net, datamodule):
+        from pipelines.energy.evaluate import evaluate
+
+        columns = datamodule.scaler["columns"]
+        target = columns.index(cfg.project.target) if cfg.project.target in columns else len(columns) - 1
+        return evaluate(net, datamodule, self._freq(cfg), target)
+
+    def _freq(self, cfg) -> int:
+        return sources.raw_file(cfg.project.data)[1].freq_seconds
+
+    def pyfunc(self, model_dir: Path):
+        import pandas as pd
+
+        from components.register import PyfuncSpec
+        from pipelines.energy.pyfunc import EnergyForecaster, artifact_paths
+
+        loaded = EnergyForecaster.from_dir(model_dir)
+        example = self._input_example(loaded, model_dir)
+        return PyfuncSpec(
+            python_model=EnergyForecaster(),  # stateless: the artifacts carry the weights
+            artifacts=artifact_paths(model_dir),
+            input_example=example,
+            output_example=loaded.predict(None, example),
+        )
+
+    def _input_example(self, forecaster, model_dir: Path):
+        """The last seq_len rows of the validation split, in original units."""
+        import numpy as np
+        import pandas as pd
+
+        from pipelines.energy.data import load_prepared
+
+        prepared = model_dir.parent / "prepared"
+        series, borders, stamps, scaler = load_prepared(prepared)
+        c = forecaster.config
+        rows = slice(borders[1] - c["seq_len"], borders[1])
+        values = series[rows].numpy() * np.asarray(scaler["scale"]) + np.asarray(scaler["mean"])
+        frame = pd.DataFrame(values.astype(np.float64), columns=c["columns"])
+        frame.insert(0, c["time_column"], pd.to_datetime(stamps[rows]))
+        return frame
+
+    def score(self, python_model, cfg, prepared_dir: Path) -> float:
+        from pipelines.energy.evaluate import score
+
+        return score(python_model, self.datamodule(cfg, prepared_dir))
+
+
+ENERGY = Energy()

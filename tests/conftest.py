@@ -1,0 +1,33 @@
+"""Shared fixtures: the real data samples in ../shared, offline environment, the repo root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from components.config import OFFLINE_ENV
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+for _key, _value in OFFLINE_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"{SHARED} is missing: the real data samples must sit in ../shared beside the repo")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def etth1(shared_data) -> Path:
+    return shared_data / "energy" / "ETTh1.csv"

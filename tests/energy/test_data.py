@@ -1,0 +1,121 @@
+"""The ETT protocol on the real ETTh1: split sizes, train-only scaler, every window, real pull."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.config import load_config
+from components.project import Paths
+from components import stages
+from pipelines.energy.data import count_windows, make_datamodule, prepare, window_ranges
+from pipelines.energy.project import ENERGY
+from pipelines.energy.schema import ETT_HOURLY
+from pipelines.energy.sources import read_series
+
+HORIZONS = (96, 192, 336, 720)
+
+
+@pytest.fixture(scope="module")
+def prepared(etth1, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared")
+    stamps, values = read_series(etth1, ETT_HOURLY)
+    summary = prepare(stamps, values, ETT_HOURLY.value_columns, "ett", ETT_HOURLY.freq_seconds, out)
+    return out, summary, values
+
+
+def test_standard_borders(prepared):
+    _, summary, _ = prepared
+    assert summary["rows"] == {"train": 8640, "val": 2880, "test": 2880}
+    assert summary["first"] == {"train": "2016-07-01 00:00:00", "val": "2017-06-26 00:00:00", "test": "2017-10-24 00:00:00"}
+
+
+def test_scaler_fitted_on_train_rows_only(prepared):
+    out, _, values = prepared
+    scaler = json.loads((out / "scaler.json").read_text())
+    np.testing.assert_allclose(scaler["mean"], values[:8640].mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(scaler["scale"], values[:8640].std(axis=0), rtol=1e-5)
+    # the whole file's statistics differ: fitting on them would leak the test period
+    assert not np.allclose(scaler["mean"], values[:14400].mean(axis=0), rtol=1e-3)
+    with np.load(out / "series.npz") as npz:
+        standardised = npz["values"]
+    assert standardised.shape == (14400, 7)  # rows after the test border are never used
+    np.testing.assert_allclose(standardised[:8640].mean(axis=0), 0, atol=1e-4)
+
+
+@pytest.mark.parametrize("horizon", HORIZONS)
+def test_every_window_no_drop(prepared, horizon):
+    out, _, _ = prepared
+    seq_len = 336
+    dm = make_datamodule(out, seq_len, horizon, batch_size=128)
+    expected = {"train": 8640 - seq_len - horizon + 1, "val": 2880 - horizon + 1, "test": 2880 - horizon + 1}
+    assert {s: len(dm.windows[s]) for s in expected} == expected
+    ranges = window_ranges(dm.borders, seq_len)
+    assert {s: count_windows(*ranges[s], horizon) for s in expected} == expected
+    # the test loader yields every window, the last partial batch included
+    assert sum(len(x) for x, _ in dm.test_dataloader()) == expected["test"]
+    # first test target is the first test row; the last target ends on the test border
+    x0, y0 = dm.windows["test"][0]
+    assert torch_equal(y0[0], dm.series[11520]) and torch_equal(x0[-1], dm.series[11519])
+    _, y_last = dm.windows["test"][expected["test"] - 1]
+    assert torch_equal(y_last[-1], dm.series[14399])
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
+
+
+@pytest.fixture
+def loopback_mirror(shared_data):
+    """The real ETT files served over HTTP from 127.0.0.1, as a mirror of ETDataset."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shared_data / "energy"))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_pull_and_validate_real_ett_from_loopback(loopback_mirror, repo_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    cfg = load_config("energy", ENERGY.section, repo_root / "params.yaml", "full",
+                      [f"energy.data.ett_mirror={loopback_mirror}"])
+    paths = Paths.of("energy", tmp_path / "data")
+    stages.pull(ENERGY, cfg, paths)
+    assert (paths.raw / "ETTh1.csv").stat().st_size == 2_589_657
+    stages.validate(ENERGY, cfg, paths)
+    report = json.loads((paths.validation / "validation.json").read_text())
+    assert report["success"] is True
+    summary = stages.prepare(ENERGY, cfg, paths)
+    assert summary["windows"] == {"train": 8640 - 336 - 96 + 1, "val": 2785, "test": 2785}
+
+
+def test_wrong_checksum_fails_pull_and_leaves_no_raw(loopback_mirror, repo_root, tmp_path):
+    bad = "sha256:" + "0" * 64
+    cfg = load_config("energy", ENERGY.section, repo_root / "params.yaml", "full",
+                      [f"energy.data.ett_mirror={loopback_mirror}"])
+    cfg.project.data.checksums["ETTh1.csv"] = bad
+    paths = Paths.of("energy", tmp_path / "data")
+    with pytest.raises(Exception, match="ETTh1.csv"):
+        stages.pull(ENERGY, cfg, paths)
+    assert not paths.raw.exists()
+    assert not any(p.name.startswith(".raw") for p in paths.root.iterdir())
+
+
+def test_demo_generator_writes_the_ett_format(tmp_path):
+    from pipelines.energy.sources import write_demo
+
+    path = write_demo(tmp_path / "demo.csv", rows=500, seed=1)
+    table = pd.read_csv(path)
+    assert list(table.columns) == ["date", "HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    assert table["date"].iloc[1] == "2016-07-01 01:00:00"
+    # daily seasonality is present: the lag-24 autocorrelation of a load is strong
+    load = table["HUFL"].to_numpy()
+    assert np.corrcoef(load[:-24], load[24:])[0, 1] > 0.5
