@@ -26,7 +26,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 
 @dataclasses.dataclass
 class PyfuncSpec:
-    python_model: Any  # an mlflow.pyfunc.PythonModel, ready to predict (context-free)
+    python_model: Any  # path of a models-from-code file calling mlflow.models.set_model(...)
     artifacts: dict[str, str]  # name -> local file, copied into the logged model
     input_example: Any  # a pandas DataFrame the model accepts
     output_example: Any  # what it returns for input_example

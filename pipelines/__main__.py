@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from components.project import Paths
 
     paths = Paths.of(args.project, args.data_dir)
+    launcher_run = os.environ.get("MLFLOW_RUN_ID")  # set by `mlflow run`; our stages log to the project's experiment
     todo = [s for s in STAGES if s not in args.skip] if args.stage == "all" else [args.stage]
     for stage in todo:
         start = time.perf_counter()
@@ -68,7 +69,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {args.project} {stage}: {err}", file=sys.stderr)
             return 1
         log.info("%s %s done in %.1f s", args.project, stage, time.perf_counter() - start)
+    if launcher_run:
+        link_launcher_run(launcher_run, args.project, paths)
     return 0
+
+
+def link_launcher_run(run_id: str, project: str, paths) -> None:
+    """Point the `mlflow run` launcher's run at the project's runs and registered version."""
+    import json
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, "scifolio.project", project)
+    for name, path in (("train_run_id", paths.model / "run.json"), ("gate", paths.registry / "decision.json")):
+        if path.exists():
+            data = json.loads(path.read_text())
+            value = data.get("run_id") if name == "train_run_id" else f"v{data['version']}: {data['reason']}"
+            client.set_tag(run_id, f"scifolio.{name}", str(value)[:5000])
 
 
 if __name__ == "__main__":

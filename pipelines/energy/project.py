@@ -178,15 +178,13 @@ class Energy:
         return sources.raw_file(cfg.project.data)[1].freq_seconds
 
     def pyfunc(self, model_dir: Path):
-        import pandas as pd
-
         from components.register import PyfuncSpec
         from pipelines.energy.pyfunc import EnergyForecaster, artifact_paths
 
         loaded = EnergyForecaster.from_dir(model_dir)
         example = self._input_example(loaded, model_dir)
         return PyfuncSpec(
-            python_model=EnergyForecaster(),  # stateless: the artifacts carry the weights
+            python_model=str(Path(__file__).with_name("model_code.py")),  # models-from-code: no pickle
             artifacts=artifact_paths(model_dir),
             input_example=example,
             output_example=loaded.predict(None, example),
