@@ -31,3 +31,14 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def etth1(shared_data) -> Path:
     return shared_data / "energy" / "ETTh1.csv"
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_env():
+    """MLflow 3 exports MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_ID into os.environ when a test sets
+    them; restore the environment so no test's store or experiment leaks into the next test."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        del os.environ[key]
+    os.environ.update(saved)
