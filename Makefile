@@ -22,6 +22,7 @@ export DO_NOT_TRACK := 1
 help:
 	@echo "make run           dvc repro on the profile in params.yaml (offline demo by default)"
 	@echo "make test          the test suite"
+	@echo "make serve-energy  the energy champion over REST on http://127.0.0.1:5050"
 	@echo "make ui            MLflow UI on http://127.0.0.1:5000"
 	@echo "make bench-energy  ETTh1 benchmark (full profile, CPU, long)"
 
@@ -48,6 +49,9 @@ test-fast: $(STAMP)
 
 bench-energy: $(STAMP)
 	$(BIN)/python benchmarks/energy.py
+
+serve-%: $(STAMP)
+	$(BIN)/python -m pipelines $* serve
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db

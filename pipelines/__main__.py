@@ -24,7 +24,7 @@ log = logging.getLogger("scifolio")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.splitlines()[0])
     parser.add_argument("project", choices=sorted(PROJECTS))
-    parser.add_argument("stage", choices=[*STAGES, "all"])
+    parser.add_argument("stage", choices=[*STAGES, "all", "serve"], help="serve: the champion over REST on 127.0.0.1:5050")
     parser.add_argument("--profile", choices=["demo", "full"], help="overrides params.yaml's profile")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a params.yaml key, e.g. --set energy.train.lr=0.001 (repeatable)")
@@ -52,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {args.params}: {err}", file=sys.stderr)
         return 2
+
+    if args.stage == "serve":  # not a pipeline stage: a long-running server of the registered champion
+        from components.serve import serve
+
+        os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.tracking.uri)
+        serve(project.name)
+        return 0
 
     from components import stages
     from components.project import Paths
