@@ -6,6 +6,7 @@ import importlib
 
 PROJECTS = {
     "energy": "pipelines.energy.project:ENERGY",
+    "medical": "pipelines.medical.project:MEDICAL",
 }
 
 

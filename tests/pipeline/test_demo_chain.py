@@ -1,4 +1,4 @@
-"""The whole energy chain on the demo profile, through `dvc repro`, into a temporary MLflow store.
+"""The whole chain of every project (energy in detail, medical after it) on the demo profile, through `dvc repro`, into a temporary MLflow store.
 
 One `dvc repro` in a temporary copy of the repository builds everything; the tests then check the
 second `dvc repro` is a no-op, what MLflow holds (runs, nested trials, metrics, plots, the
@@ -63,8 +63,9 @@ def demo(repo_root, tmp_path_factory):
 
 
 def test_first_repro_runs_every_stage(demo):
-    for stage in ("pull", "validate", "prepare", "tune", "train", "evaluate", "register"):
-        assert f"Running stage '{stage}@energy'" in demo["first"].stdout
+    for project in ("energy", "medical"):
+        for stage in ("pull", "validate", "prepare", "tune", "train", "evaluate", "register"):
+            assert f"Running stage '{stage}@{project}'" in demo["first"].stdout
 
 
 def test_second_repro_is_a_noop(demo):
@@ -142,3 +143,39 @@ def test_gate_refuses_a_worse_challenger(demo):
     assert str(client.get_model_version_by_alias("energy", "champion").version) == "1"
     assert str(client.get_model_version_by_alias("energy", "challenger").version) == "2"
     assert client.get_model_version("energy", "2").tags["gate.decision"] == "refused"
+
+
+def test_medical_clinical_validation_outputs(demo):
+    """The medical chain on the demo: metrics with CIs, ROC/reliability plots, Grad-CAM, a champion."""
+    import mlflow
+
+    work, client = demo["dir"], demo["client"]
+    metrics = json.loads((work / "data/medical/evaluation/metrics.json").read_text())
+    test = metrics["test"]
+    assert test["auroc_mean_ci_low"] <= test["auroc_mean"] <= test["auroc_mean_ci_high"]
+    assert 0.5 < test["auroc_mean"] <= 1.0  # the synthetic findings are learnable from pixels
+    plots = work / "data/medical/evaluation/plots"
+    ci = pd.read_csv(plots / "auroc_ci.csv")
+    assert set(ci["finding"]) >= {"Effusion", "Cardiomegaly", "mean"}
+    assert (pd.read_csv(plots / "chexnet.csv")["note"].astype(str).str.contains("sample too small")).any()
+    assert {"sex", "age_band", "view"} <= set(pd.read_csv(plots / "subgroups.csv")["group"])
+    thresholds = pd.read_csv(plots / "thresholds.csv")
+    assert len(thresholds) == 14
+    train = client.search_runs([client.get_experiment_by_name("medical").experiment_id],
+                               "tags.`scifolio.stage` = 'train'")[0]
+    figures = {a.path for a in client.list_artifacts(train.info.run_id, "figures")}
+    assert {"figures/roc.png", "figures/reliability.png", "figures/gradcam.png"} <= figures
+    champion = client.get_model_version_by_alias("medical", "champion")
+    model = mlflow.pyfunc.load_model(f"models:/medical/{champion.version}")
+    import base64
+    from pipelines.medical.shards import open_images
+
+    entries = pd.read_parquet(work / "data/medical/prepared/entries.parquet")
+    row = entries[entries["split"] == "test"].iloc[0]
+    image = open_images(work / "data/medical/validated/images").read(row["image"])
+    request = pd.DataFrame([{"image": base64.b64encode(image).decode(), "age": 50.0, "sex": "F", "view": "PA"}])
+    probs = model.predict(request)
+    assert probs.shape == (1, 14) and ((probs >= 0) & (probs <= 1)).all().all()
+    bad = request.assign(image=base64.b64encode(b"not an image").decode())
+    with pytest.raises(Exception, match="row 0"):
+        model.predict(bad)

@@ -1,0 +1,7 @@
+"""MLflow "models from code" entry for the medical pyfunc (no pickle; artifacts carry the weights)."""
+
+from mlflow.models import set_model
+
+from pipelines.medical.pyfunc import ChestXrayClassifier
+
+set_model(ChestXrayClassifier())

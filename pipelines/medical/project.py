@@ -1,0 +1,234 @@
+"""The medical plug-in: 14-finding chest X-ray diagnosis (NIH ChestX-ray14 format) for the stage runner.
+
+Sources: `nih` (NIH's archives and tables from a mirror, md5-verified, streamed into shards),
+`nih_folder` (NIH's layout unpacked, e.g. the sample in ../shared), `demo` (the generator writing
+NIH's exact format). Images are always stored as tar shards for DVC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from components.config import RegisterConfig, TrainConfig, TuneConfig
+from components.project import Metric
+from pipelines.medical import sources as S
+
+
+@dataclasses.dataclass
+class DataSection:
+    source: str = "nih"  # nih | nih_folder | demo
+    mirror: str = ""  # nih: folder or URL holding NIH's tables and images_XXX.tar.gz
+    archives: list[str] = dataclasses.field(default_factory=list)  # nih: a subset of the 12 archives; [] = all
+    folder: str = ""  # nih_folder: NIH's layout with images/*.png
+    split_lists: str = ""  # folder with train_val_list.txt / test_list.txt when the source has none
+    image_size: int = 1024  # expected side of the raw images (validation)
+    val_fraction: float = 0.1  # of train_val patients held out for validation (split by patient)
+    shard_size: int = 5000  # images per tar shard
+    demo_patients: int = 200  # demo: patients generated
+    demo_size: int = 256  # demo: pixels per side
+
+
+@dataclasses.dataclass
+class InputSection:
+    size: int = 224  # network input side (CheXNet: 224)
+    max_len: int = 16  # metadata tokens per image
+    cache: str = "none"  # none | memory (MONAI CacheDataset of decoded, resized images)
+
+
+@dataclasses.dataclass
+class ModelSection:
+    name: str = "multimodal"  # multimodal | densenet121
+    d_model: int = 256  # multimodal: fusion width
+    n_heads: int = 4  # multimodal: attention heads
+    n_text_layers: int = 2  # multimodal: text transformer layers
+    dropout: float = 0.1  # multimodal: dropout
+    pretrained_path: str = ""  # local DenseNet121 weights (never downloaded); "" = random init
+
+
+@dataclasses.dataclass
+class MedicalSection:
+    data: DataSection
+    input: InputSection
+    model: ModelSection
+    train: TrainConfig
+    tune: TuneConfig
+    register: RegisterConfig
+    bootstrap: int = 1000  # patient-level bootstrap resamples for AUROC intervals
+    gradcam_images: int = 6  # overlays drawn in the evaluate stage
+
+
+class Medical:
+    name = "medical"
+    section = MedicalSection
+    primary_metric = Metric("test/auroc_mean", "maximize")
+    description = (
+        "Multi-label classification of 14 NIH ChestX-ray14 findings. NIH's official patient-wise test "
+        "list; validation split by patient inside train_val; thresholds chosen on validation (Youden); "
+        "per-finding AUROC with patient-level bootstrap 95% intervals. The non-image input is what is known "
+        "before the image is read (NIH: age, sex, view as tokens)."
+    )
+    limitations = (
+        "Research use only, not a medical device. NIH labels were mined from reports by NLP (>90% accurate "
+        "by NIH's estimate). Subgroup AUROCs are reported but small subgroups have wide intervals. The demo "
+        "profile's model is trained on synthetic images."
+    )
+
+    # ---- data ---------------------------------------------------------------------------------
+
+    def pull(self, cfg, raw_dir: Path) -> list[Path]:
+        from pipelines.medical.shards import write_shards
+
+        data = cfg.project.data
+        if data.source == "nih":
+            S.pull_nih(data.mirror, raw_dir, data.archives or None, shard_size=data.shard_size)
+        elif data.source in ("nih_folder", "demo"):
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(data.folder)
+                if data.source == "demo":
+                    folder = S.write_demo(Path(tmp) / "nih", data.demo_patients, (1, 3), data.demo_size, cfg.seed)
+                for name in S.NIH_TABLES:
+                    source = folder / name
+                    if not source.exists() and data.split_lists:
+                        source = Path(data.split_lists) / name
+                    if not source.exists():
+                        raise FileNotFoundError(f"{folder / name}: missing (set medical.data.split_lists for the lists)")
+                    shutil.copy(source, raw_dir / name)
+                pngs = sorted((folder / "images").glob("*.png"))
+                if not pngs:
+                    raise FileNotFoundError(f"{folder / 'images'}: no PNG images")
+                write_shards(((p.name, p) for p in pngs), raw_dir / "images", data.shard_size)
+        else:
+            raise ValueError(f"medical.data.source: {data.source!r} is not one of nih, nih_folder, demo")
+        return sorted(p for p in raw_dir.rglob("*") if p.is_file())
+
+    def checks(self, cfg, raw_dir: Path):
+        from pipelines.medical.checks import medical_checks
+
+        data = cfg.project.data
+        return medical_checks(raw_dir, data.demo_size if data.source == "demo" else data.image_size)
+
+    def prepare(self, cfg, validated_dir: Path, prepared_dir: Path) -> dict:
+        import pandas as pd
+
+        from pipelines.medical.data import ENTRIES_PARQUET, prepare
+        from pipelines.medical.text import train_tokenizer
+
+        summary = prepare(validated_dir, prepared_dir, cfg.project.data.val_fraction, cfg.seed, "metadata")
+        entries = pd.read_parquet(prepared_dir / ENTRIES_PARQUET)
+        # the vocabulary is learnt from training rows only
+        train_tokenizer(entries.loc[entries["split"] == "train", "text"].tolist(), out_path=prepared_dir / "tokenizer.json")
+        return summary
+
+    def datamodule(self, cfg, prepared_dir: Path):
+        from pipelines.medical.data import MedicalDataModule
+
+        inp, train = cfg.project.input, cfg.project.train
+        return MedicalDataModule(
+            prepared_dir, prepared_dir.parent / "validated" / "images", inp.size, train.batch_size,
+            train.num_workers, inp.cache, tokenizer_path=prepared_dir / "tokenizer.json", max_len=inp.max_len,
+        )
+
+    # ---- model --------------------------------------------------------------------------------
+
+    def model_hparams(self, cfg, tuned: dict) -> dict:
+        from pipelines.medical.models import MODEL_HPARAMS
+
+        model = cfg.project.model
+        merged = {**dataclasses.asdict(model), "max_len": cfg.project.input.max_len,
+                  **{k: v for k, v in tuned.items() if k not in ("lr", "weight_decay")}}
+        merged["pretrained_path"] = merged["pretrained_path"] or None
+        return {k: merged[k] for k in MODEL_HPARAMS[model.name] if k in merged}
+
+    def build_module(self, cfg, datamodule, hparams: dict):
+        from tokenizers import Tokenizer
+
+        from pipelines.medical.module import MedicalClassifier
+
+        section = cfg.project
+        vocab = Tokenizer.from_file(str(datamodule.tokenizer_path)).get_vocab_size()
+        return MedicalClassifier(
+            model=section.model.name, model_hparams=self.model_hparams(cfg, hparams),
+            vocab_size=vocab if section.model.name == "multimodal" else None,
+            n_findings=datamodule.n_findings, lr=hparams.get("lr", section.train.lr),
+            weight_decay=hparams.get("weight_decay", section.train.weight_decay), pos_weight=datamodule.pos_weight,
+        )
+
+    def search_space(self, cfg, trial) -> dict:
+        params = {"lr": trial.suggest_float("lr", 1e-5, 1e-3, log=True),
+                  "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)}
+        if cfg.project.model.name == "multimodal":
+            params["dropout"] = trial.suggest_float("dropout", 0.0, 0.3)
+        return params
+
+    def export(self, cfg, module, prepared_dir: Path, model_dir: Path) -> None:
+        import torch
+
+        hp = module.hparams
+        config = {"model": hp["model"], "hparams": hp["model_hparams"], "vocab_size": hp["vocab_size"],
+                  "findings": list(S.FINDINGS), "size": cfg.project.input.size, "max_len": cfg.project.input.max_len}
+        (model_dir / "model.json").write_text(json.dumps(config, indent=2) + "\n")
+        torch.save(module.net.state_dict(), model_dir / "weights.pt")
+        shutil.copy(prepared_dir / "tokenizer.json", model_dir / "tokenizer.json")
+
+    def load_module(self, cfg, model_dir: Path):
+        import torch
+
+        from pipelines.medical.models import build_model
+
+        c = json.loads((model_dir / "model.json").read_text())
+        net = build_model(c["model"], len(c["findings"]), c["vocab_size"], **c["hparams"])
+        net.load_state_dict(torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True))
+        return net.eval()
+
+    # ---- evaluation and registry --------------------------------------------------------------
+
+    def evaluate(self, cfg, net, datamodule):
+        from pipelines.medical.evaluate import evaluate
+
+        boxes = S.read_nih_boxes(datamodule.prepared.parent / "validated" / S.BOXES_FILE)
+        return evaluate(net, datamodule, boxes, cfg.project.bootstrap, cfg.project.gradcam_images, cfg.seed)
+
+    def thresholds_file(self, model_dir: Path) -> Path:
+        """Operating thresholds chosen on validation by the evaluate stage, as JSON for the model."""
+        import pandas as pd
+
+        table = pd.read_csv(model_dir.parent / "evaluation" / "plots" / "thresholds.csv")
+        path = Path(tempfile.mkdtemp()) / "thresholds.json"
+        path.write_text(json.dumps({r.finding: r.threshold for r in table.itertuples()}, indent=2))
+        return path
+
+    def pyfunc(self, model_dir: Path):
+        import pandas as pd
+
+        from components.register import PyfuncSpec
+        from pipelines.medical.pyfunc import ChestXrayClassifier, artifact_paths, encode_image
+        from pipelines.medical.shards import open_images
+
+        thresholds = self.thresholds_file(model_dir)
+        loaded = ChestXrayClassifier.from_dir(model_dir, thresholds)
+        entries = pd.read_parquet(model_dir.parent / "prepared" / "entries.parquet")
+        first = entries[entries["split"] == "val"].iloc[0]
+        image = open_images(model_dir.parent / "validated" / "images").read(first["image"])
+        example = pd.DataFrame([{"image": encode_image(image), "age": float(first["age"]), "sex": first["sex"], "view": first["view"]}])
+        return PyfuncSpec(
+            python_model=str(Path(__file__).with_name("model_code.py")),
+            artifacts=artifact_paths(model_dir, thresholds),
+            input_example=example,
+            output_example=loaded.predict(None, example),
+        )
+
+    def score(self, python_model, cfg, prepared_dir: Path) -> float:
+        import pandas as pd
+
+        from pipelines.medical.evaluate import score
+        from pipelines.medical.shards import open_images
+
+        entries = pd.read_parquet(prepared_dir / "entries.parquet")
+        return score(python_model, entries, open_images(prepared_dir.parent / "validated" / "images"))
+
+
+MEDICAL = Medical()
