@@ -17,12 +17,13 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test test-fast bench-energy ui repro clean help
+.PHONY: install run test test-fast bench-energy app-medical ui repro clean help
 
 help:
 	@echo "make run           dvc repro on the profile in params.yaml (offline demo by default)"
 	@echo "make test          the test suite"
 	@echo "make serve-energy  the energy champion over REST on http://127.0.0.1:5050"
+	@echo "make app-medical   the clinician app (medical champion) on http://127.0.0.1:7860"
 	@echo "make ui            MLflow UI on http://127.0.0.1:5000"
 	@echo "make bench-energy  ETTh1 benchmark (full profile, CPU, long)"
 
@@ -52,6 +53,9 @@ bench-energy: $(STAMP)
 
 serve-%: $(STAMP)
 	$(BIN)/python -m pipelines $* serve
+
+app-medical: $(STAMP)
+	$(BIN)/python -m pipelines.medical.app
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db
