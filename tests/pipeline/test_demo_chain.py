@@ -41,7 +41,7 @@ def demo(repo_root, tmp_path_factory):
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dst)
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work}/mlflow.db"
     env["PYTHONPATH"] = str(work)

@@ -19,7 +19,9 @@ def test_mlflow_run_energy_entry_point(repo_root, tmp_path):
     work = tmp_path / "repo"
     shutil.copytree(repo_root, work, ignore=shutil.ignore_patterns(".venv", "data", "mlruns", "mlflow.db", "__pycache__", ".git", "benchmarks"))
     (work / "data").mkdir()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db", PYTHONPATH=str(work))
+    # an experiment id another test's fixture left in os.environ would clash with --experiment-name
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")}
+    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db", PYTHONPATH=str(work))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     proc = subprocess.run(
         ["mlflow", "run", ".", "-e", "energy", "--env-manager", "local", "--experiment-name", "energy", "-P", f"overrides={SHRINK}"],
