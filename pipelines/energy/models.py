@@ -25,6 +25,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from components.arguments import check_int as _check_int, check_prob as _check_prob, check_bool as _check_bool
 
 __all__ = [
     "RevIN",
@@ -40,24 +41,6 @@ __all__ = [
 # -----------------------------------------------------------------------------
 # argument checks (every constructor validates eagerly: a bad YAML value should
 # fail at build time with its name, not as a shape error deep in forward)
-
-
-def _check_int(name: str, value, minimum: int = 1) -> None:
-    # bool is a subclass of int; `patch_len: true` in a YAML file is a mistake, not 1
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _check_prob(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
-
-
-def _check_bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
 
 
 def _check_input(x: torch.Tensor, seq_len: int, n_channels: int | None, model: str) -> None:

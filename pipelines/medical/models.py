@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from monai.networks.nets import DenseNet121
+from components.arguments import check_int as _check_int, check_prob as _check_prob
 
 __all__ = [
     "load_densenet_weights",
@@ -52,19 +53,6 @@ MAX_GRID = 32
 # -----------------------------------------------------------------------------
 # argument checks (every constructor validates eagerly: a bad YAML value should
 # fail at build time with its name, not as a shape error deep in forward)
-
-
-def _check_int(name: str, value, minimum: int = 1) -> None:
-    # bool is a subclass of int; `d_model: true` in a YAML file is a mistake, not 1
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _check_prob(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
 
 
 def _check_path(name: str, value) -> None:
