@@ -46,6 +46,10 @@ RETRY_ERRORS = (  # transport failures worth retrying (ConnectionError covers re
 class FetchError(RuntimeError):
     """A download or extraction failed; the message names the URL (or archive and member) and why."""
 
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status  # the HTTP status that ended the download (401: credentials refused)
+
 
 class _Transient(Exception):
     """A failed attempt that a retry may fix (bad status, short body)."""
@@ -127,11 +131,13 @@ def fetch(
     timeout: float = 30.0,  # seconds to connect, and of silence while reading
     progress: bool | None = None,  # None: a bar only when stderr is a terminal
     chunk_size: int = 1 << 20,  # bytes per read/write; a dropped connection loses at most one
+    auth: tuple[str, str] | None = None,  # (user, password): HTTP Basic, http(s) only; never logged
 ) -> Path:
     """Download (or copy, for a local mirror) `url` to `dest`, verified and atomically; return dest.
 
     A `dest` that already exists is trusted without network when it matches `checksum` (or when no
-    checksum is given); one that does not match is deleted and downloaded again.
+    checksum is given); one that does not match is deleted and downloaded again. A refusal (401,
+    403, 404...) is not retried: the FetchError carries its `status`.
     """
     dest = Path(dest)
     if checksum is not None:
@@ -150,7 +156,7 @@ def fetch(
     part = dest.with_name(dest.name + ".part")  # a leftover from a killed run is started afresh
     try:
         if urllib.parse.urlsplit(url).scheme.lower() in ("http", "https"):
-            _download(url, part, retries, backoff, timeout, progress, chunk_size)
+            _download(url, part, retries, backoff, timeout, progress, chunk_size, auth)
         else:
             src = _local_source(url)
             if not src.is_file():
@@ -167,7 +173,7 @@ def fetch(
 
 def _download(
     url: str, part: Path, retries: int, backoff: float, timeout: float, progress: bool,
-    chunk_size: int,
+    chunk_size: int, auth: tuple[str, str] | None = None,
 ) -> None:
     """Stream `url` into `part`, retrying transient failures and resuming with Range."""
     part.write_bytes(b"")
@@ -175,6 +181,7 @@ def _download(
     with requests.Session() as session, tqdm(
         desc=name, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress
     ) as bar:
+        session.auth = auth  # requests drops it on a redirect to another host
         for attempt in range(retries + 1):
             have = part.stat().st_size
             # identity: a transparently gunzipped body would break byte offsets and checksums
@@ -209,7 +216,7 @@ def _receive(
         part.write_bytes(b"")
         raise _Transient(f"HTTP 416 for bytes={have}-; restarting from zero")
     if r.status_code >= 400:
-        raise FetchError(f"{url}: HTTP {r.status_code} {r.reason}")
+        raise FetchError(f"{url}: HTTP {r.status_code} {r.reason}", status=r.status_code)
 
     length = r.headers.get("Content-Length")
     if r.status_code == 206:

@@ -94,7 +94,7 @@ def load_champion(name: str = "medical", alias: str = "champion"):
 
 def predict(classifier, film: np.ndarray, age, sex, view):
     """One film -> (table sorted by probability, model inputs x [1,1,S,S] and tokens, top finding)."""
-    from pipelines.medical.data import metadata_text
+    from pipelines.medical.text import metadata_text
 
     text = metadata_text(age, None if sex == "unknown" else sex, None if view == "unknown" else view)
     x, tokens = classifier.tensors([film], [text])

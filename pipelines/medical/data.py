@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -34,10 +33,11 @@ from monai.transforms import (
 
 from pipelines.medical import sources as S
 from pipelines.medical.shards import FolderImages, ShardReader, open_images
+from pipelines.medical.text import metadata_text
 
 __all__ = [
     "CACHE_MODES", "DecodeImaged", "MedicalDataModule", "POS_WEIGHT_CAP", "TEXT_MODES",
-    "collate", "eval_transforms", "image_statistics", "metadata_text", "prepare",
+    "collate", "eval_transforms", "image_statistics", "prepare",
     "tokenizer_encoder", "train_transforms",
 ]
 
@@ -48,27 +48,10 @@ POS_WEIGHT_JSON = "pos_weight.json"
 POS_WEIGHT_CAP = 100.0  # n_neg / n_pos of a finding with (almost) no training positives is capped
 TEXT_MODES = ("metadata", "none")  # NIH has no report text: its non-image input is its metadata
 CACHE_MODES = ("none", "memory")
-MAX_AGE = 120  # as the validation suite: beyond it an age is a typing error, not an age
 META_KEYS = ("image", "patient_id", "age", "sex", "view")
 
 
 # ---- prepare ----------------------------------------------------------------------------------
-
-
-def metadata_text(age: Any, sex: Any, view: Any) -> str:
-    """'age_55 sex_f view_pa': age in 5-year bins, lower-cased sex and view; a missing value (or an
-    age outside [0, 120]) becomes 'unknown' in its slot, e.g. 'age_unknown sex_m view_ap'."""
-    try:
-        a = float(age)
-        age_s = str(5 * (int(a) // 5)) if math.isfinite(a) and 0 <= a <= MAX_AGE else "unknown"
-    except (TypeError, ValueError):
-        age_s = "unknown"
-
-    def word(v: Any) -> str:
-        text = "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
-        return "_".join(text.lower().split()) or "unknown"
-
-    return f"age_{age_s} sex_{word(sex)} view_{word(view)}"
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -64,7 +64,7 @@ class ChestXrayClassifier(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(probs.astype(np.float64), columns=self.config["findings"])
 
     def read_request(self, frame: pd.DataFrame) -> tuple[list[bytes], list[str]]:
-        from pipelines.medical.data import metadata_text
+        from pipelines.medical.text import metadata_text
         from pipelines.medical.sources import decode_image
 
         if not isinstance(frame, pd.DataFrame) or "image" not in frame.columns:

@@ -8,7 +8,8 @@ hub vocabulary is downloaded; the trained tokenizer is saved as one JSON file be
 
 Id 0 is [PAD]: the models mask `tokens == 0`. Sequences start with [CLS] (its encoder output is
 the text summary the multimodal head reads); no [SEP] is appended. This is byte for byte the
-format of data.py (`metadata_text`, `tokenizer_encoder`), so a model trained on the data module's
+format of data.py's `tokenizer_encoder`, and `metadata_text` here is the one function that writes
+the texts, for the prepare stage and for serving alike, so a model trained on the data module's
 batches sees the same ids at serving time.
 """
 
@@ -30,8 +31,12 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")  # in this order: [PAD] ge
 PAD_ID = 0  # what the models mask and what encode pads with
 UNKNOWN = "unknown"  # the word for a missing value: "not recorded" is information too, keep it a token
 AGE_STEP = 5  # 5-year buckets: finer ages would leave rare, nearly unique tokens
-AGE_PLAUSIBLE = 120  # above: a data-entry error (NIH's 2017 CSV had ages like 414) -> unknown (as data.py)
+MAX_AGE = 120  # years, as the validation suite: NIH's 2017 CSV had typing errors like 414
 SEXES = ("m", "f")  # NIH's Patient Gender and MIMIC's gender, lower-cased
+# NIH's View Position (PA, AP) and MIMIC-CXR-JPG's ViewPosition values, lower-cased; anything else
+# is a typo or garbage in a request, and a silent new token would be unseen by the model.
+VIEWS = ("pa", "ap", "lateral", "ll", "ap axial", "ap lld", "ap rld", "pa lld", "pa rld",
+         "lao", "rao", "lpo", "xtable lateral", "swimmers")
 
 
 def _missing(value) -> bool:
@@ -55,9 +60,9 @@ def _age_word(age) -> str:
         # "058Y" is DICOM's PatientAge format
         years = float(text[:-1] if text[-1:] in ("Y", "y") else text)
     except ValueError:
-        raise ValueError(f"age must be a number, got {age!r}") from None
-    if not math.isfinite(years) or not 0 <= years <= AGE_PLAUSIBLE:
-        return UNKNOWN
+        raise ValueError(f"age must be a number of years, got {age!r}") from None
+    if not math.isfinite(years) or not 0 <= years <= MAX_AGE:
+        raise ValueError(f"age must be between 0 and {MAX_AGE} years (or missing), got {age!r}")
     return str(int(years) // AGE_STEP * AGE_STEP)
 
 
@@ -73,16 +78,20 @@ def _sex_word(sex) -> str:
 def _view_word(view) -> str:
     if _missing(view):
         return UNKNOWN
-    # open vocabulary: NIH has PA/AP, MIMIC also LATERAL, LL, "AP AXIAL", ... -> "ap_axial"
-    return "_".join(str(view).lower().split())
+    words = str(view).lower().split()
+    if " ".join(words) not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(v.upper() for v in VIEWS)} (or missing), "
+                         f"got {view!r}")
+    return "_".join(words)  # "AP AXIAL" -> "ap_axial": one word, one token
 
 
 def metadata_text(age, sex, view) -> str:
-    """NIH metadata as text: (58, "F", "PA") -> "age_55 sex_f view_pa"; missing -> "age_unknown" etc.
+    """Metadata as text: (58, "F", "PA") -> "age_55 sex_f view_pa"; missing -> "age_unknown" etc.
 
-    Ages are bucketed to 5 years; an implausible age (< 0, > 120) counts as missing. Same strings
-    as data.metadata_text for every valid input; here a sex other than M/F or a non-numeric age is
-    an error naming the value (at serving time garbage must not become a token silently).
+    The one writer of these texts, for training (data.prepare) and for requests (pyfunc, app).
+    Ages are bucketed to 5 years. A missing value (None, NaN, "") is allowed and becomes "unknown";
+    a value that is present but wrong (age not a number or outside [0, 120], sex other than M/F,
+    a view outside VIEWS) is a ValueError naming it: garbage must never become a token silently.
     """
     return f"age_{_age_word(age)} sex_{_sex_word(sex)} view_{_view_word(view)}"
 

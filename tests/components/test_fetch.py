@@ -51,7 +51,8 @@ class Server:
         self.payload = payload
         self.faults: list = []
         self.ignore_range = False
-        self.requests: list[dict] = []  # {"path", "range", "status"} per request
+        self.basic: str | None = None  # when set, requests must carry `Authorization: <basic>`
+        self.requests: list[dict] = []  # {"path", "range", "status", "auth"} per request
         self.lock = threading.Lock()
 
     def url(self, name: str = NAME) -> str:
@@ -68,10 +69,13 @@ def _handler(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             with server.lock:
                 fault = server.faults.pop(0) if server.faults else None
-                record = {"path": self.path, "range": self.headers.get("Range"), "status": None}
+                record = {"path": self.path, "range": self.headers.get("Range"), "status": None,
+                          "auth": self.headers.get("Authorization")}
                 server.requests.append(record)
             if self.path != "/" + NAME:
                 fault = 404
+            elif server.basic and record["auth"] != server.basic:
+                fault = 401
             if isinstance(fault, int):
                 record["status"] = fault
                 self.send_response(fault)
@@ -183,6 +187,24 @@ def test_gives_up_after_retries(server, tmp_path):
     assert server.url() in str(e.value) and "HTTP 500" in str(e.value) and "3 attempts" in str(e.value)
     assert len(server.requests) == 3
     assert not dest.exists() and not dest.with_name(NAME + ".part").exists()
+
+
+def test_basic_auth_sent_on_every_attempt_and_refusal_not_retried(server, payload, tmp_path):
+    import base64
+
+    server.basic = "Basic " + base64.b64encode(b"reader:right-pw").decode()
+    dest = tmp_path / NAME
+    for auth in (None, ("reader", "wrong-pw")):
+        with pytest.raises(FetchError, match="HTTP 401") as e:
+            fetch(server.url(), dest, auth=auth, **FAST)
+        assert e.value.status == 401 and "wrong-pw" not in str(e.value)
+        assert not dest.exists() and not dest.with_name(NAME + ".part").exists()
+    assert [r["status"] for r in server.requests] == [401, 401]  # a refusal is final
+    server.requests.clear()
+    server.faults = [("drop", 1_500_000)]
+    fetch(server.url(), dest, checksum=sha256(payload), auth=("reader", "right-pw"), **FAST)
+    assert dest.read_bytes() == payload
+    assert [(r["status"], r["auth"]) for r in server.requests] == [(200, server.basic), (206, server.basic)]
 
 
 def test_server_ignoring_range_restarts_from_zero(server, payload, tmp_path):

@@ -21,6 +21,7 @@ from PIL import Image
 from components.validate import ValidationFailed, run_checks
 from pipelines.medical import sources as S
 from pipelines.medical.checks import medical_checks, read_entry_cells
+from pipelines.medical.demo import write_demo
 from pipelines.medical.shards import write_shards
 
 NIH = Path(__file__).parents[2].parent / "shared" / "data" / "medical" / "nih_chestxray14"
@@ -227,7 +228,7 @@ def test_unreadable_layouts_name_the_file(sample, tmp_path):
 
 
 def test_demo_in_shards_passes_at_its_size(tmp_path):
-    demo = S.write_demo(tmp_path / "demo", n_patients=30, size=64, seed=3)
+    demo = write_demo(tmp_path / "demo", n_patients=30, size=64, seed=3)
     root = tmp_path / "raw"
     root.mkdir()
     for name in S.NIH_TABLES:

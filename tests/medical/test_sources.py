@@ -1,5 +1,5 @@
-"""pipelines.medical.sources and .shards on the real NIH ChestX-ray14 sample, a MIMIC-CXR-JPG
-fixture in PhysioNet's layout, the demo generator and tar shards.
+"""pipelines.medical.sources, .mimic, .demo and .shards on the real NIH ChestX-ray14 sample, a
+MIMIC-CXR-JPG fixture in PhysioNet's layout, the demo generator and tar shards.
 
 The NIH sample lives in ../shared beside the repository and is never copied into it; broken
 variants, split lists, mirrors and archives are written into pytest's tmp_path.
@@ -24,7 +24,9 @@ import pytest
 from PIL import Image
 
 from components.fetch import FetchError
+from pipelines.medical import mimic as M
 from pipelines.medical import sources as S
+from pipelines.medical.demo import write_demo
 from pipelines.medical.shards import (
     INDEX, FolderImages, ShardError, ShardReader, iter_tar_members, open_images,
     shards_from_nih_archive, write_shards,
@@ -191,7 +193,7 @@ def test_official_split_lists_and_patient_split(entries, tmp_path):
 
 
 def test_val_is_by_patient(tmp_path):
-    S.write_demo(tmp_path, n_patients=30, images_per_patient=(2, 4), size=32, seed=3)
+    write_demo(tmp_path, n_patients=30, images_per_patient=(2, 4), size=32, seed=3)
     entries = S.read_nih_entries(tmp_path / S.ENTRIES_FILE)
     split = S.patient_split(entries, S.read_split_list(tmp_path / S.TEST_LIST), val_fraction=0.3, seed=0)
     per_patient = split.groupby(entries["patient_id"]).nunique()
@@ -305,7 +307,7 @@ def mimic(tmp_path) -> Path:
              "Rows", "Columns", "StudyDate", "StudyTime"],
             [(d, p, s, "CHEST (PA AND LAT)", v, 3056, 2544, 21800506, "213014.531")
              for d, (p, s, v, _) in DICOMS.items()])
-    _gz_csv(root / "mimic-cxr-2.0.0-chexpert.csv.gz", ["subject_id", "study_id", *S.CHEXPERT_LABELS],
+    _gz_csv(root / "mimic-cxr-2.0.0-chexpert.csv.gz", ["subject_id", "study_id", *M.CHEXPERT_LABELS],
             LABEL_ROWS)
     _gz_csv(root / "mimic-cxr-2.0.0-split.csv.gz", ["dicom_id", "study_id", "subject_id", "split"],
             [(d, s, p, sp) for d, (p, s, _, sp) in DICOMS.items()])
@@ -318,8 +320,8 @@ def mimic(tmp_path) -> Path:
 
 
 def test_mimic_join_and_layout(mimic, caplog):
-    caplog.set_level(logging.INFO, logger="scifolio.medical.sources")
-    table = S.read_mimic(mimic, uncertain="mask")
+    caplog.set_level(logging.INFO, logger="scifolio.medical.mimic")
+    table = M.read_mimic(mimic, uncertain="mask")
     assert len(table) == 4  # the unlabelled study's image is dropped, and logged
     assert "1 image(s) without CheXpert labels dropped" in caplog.text
     assert list(table.columns[:7]) == [
@@ -338,7 +340,7 @@ def test_mimic_join_and_layout(mimic, caplog):
 
 
 def test_mimic_uncertain_policies_and_blanks(mimic):
-    by = {u: S.read_mimic(mimic, uncertain=u).set_index("dicom_id") for u in S.UNCERTAIN_POLICIES}
+    by = {u: M.read_mimic(mimic, uncertain=u).set_index("dicom_id") for u in M.UNCERTAIN_POLICIES}
     pa = "02aa804e-bde0afdd-112c0b34-7bc16630-4e384014"
     # study 50414267: Cardiomegaly 1, Consolidation -1, Pleural Effusion 1, Pneumothorax -1, Pneumonia blank
     for u, unsure in (("mask", np.nan), ("positive", 1.0), ("negative", 0.0)):
@@ -352,7 +354,7 @@ def test_mimic_uncertain_policies_and_blanks(mimic):
     assert np.isnan(other["Atelectasis"]) and other["Edema"] == 0.0  # -1 masked, explicit 0 kept
     assert by["mask"]["Cardiomegaly"].dtype == np.float32
     with pytest.raises(ValueError, match="uncertain policy 'ignore'"):
-        S.read_mimic(mimic, uncertain="ignore")
+        M.read_mimic(mimic, uncertain="ignore")
 
 
 def test_mimic_accepts_plain_csv_and_names_bad_values(mimic):
@@ -361,37 +363,40 @@ def test_mimic_accepts_plain_csv_and_names_bad_values(mimic):
     plain.write_bytes(gzip.decompress(gz.read_bytes()).replace(b"-1.0", b"2.0", 1))
     gz.unlink()
     with pytest.raises(ValueError, match=r"chexpert\.csv, line 2: Consolidation = 2\.0"):
-        S.read_mimic(mimic)
+        M.read_mimic(mimic)
     (mimic / "mimic-cxr-2.0.0-split.csv.gz").unlink()
     with pytest.raises(FileNotFoundError, match="mimic-cxr-2.0.0-split"):
-        S.read_mimic(mimic)
+        M.read_mimic(mimic)
 
 
 def test_indication_excludes_findings_and_impression(mimic):
     report = (mimic / "files" / "p10" / "p10000032" / "s50414267.txt").read_text()
-    text = S.read_indication(report)
+    text = M.read_indication(report)
     assert text == "___M with fever and productive cough for three days. // r/o pneumonia"
     for leak in ("opacity", "effusion", "lobe", "Chest PA", "None", "IMPRESSION", "FINDINGS"):
         assert leak not in text
     history = ("HISTORY: Fall, r/o fracture.\n"
                "CLINICAL INFORMATION: on warfarin FINDINGS: rib fracture.\nIMPRESSION: fracture")
-    assert S.read_indication(history) == "Fall, r/o fracture. on warfarin"
-    assert S.read_indication("FINDINGS: clear lungs.\nIMPRESSION: normal.") == ""
+    assert M.read_indication(history) == "Fall, r/o fracture. on warfarin"
+    assert M.read_indication("FINDINGS: clear lungs.\nIMPRESSION: normal.") == ""
     long_heading = ("CLINICAL INFORMATION & QUESTIONS TO BE ANSWERED:  ___ with chest pain\n"
                     " IMPRESSION:  Normal chest.")
-    assert S.read_indication(long_heading) == "___ with chest pain"
-    assert S.read_indication("") == ""
+    assert M.read_indication(long_heading) == "___ with chest pain"
+    assert M.read_indication("") == ""
 
 
 def test_physionet_credentials_never_shown(monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     monkeypatch.delenv("PHYSIONET_USERNAME", raising=False)
     monkeypatch.delenv("PHYSIONET_PASSWORD", raising=False)
-    assert S.mimic_auth_from_env() is None
+    with pytest.raises(M.PhysioNetError, match="PHYSIONET_USERNAME and PHYSIONET_PASSWORD not set"):
+        M.mimic_auth_from_env()
     monkeypatch.setenv("PHYSIONET_USERNAME", "dr-username-xyz")
-    assert S.mimic_auth_from_env() is None  # half a credential is none
+    with pytest.raises(M.PhysioNetError, match="^PHYSIONET_PASSWORD not set") as missing:
+        M.mimic_auth_from_env()  # half a credential is none
+    assert "dr-username-xyz" not in str(missing.value)
     monkeypatch.setenv("PHYSIONET_PASSWORD", "s3cret-pa55word")
-    auth = S.mimic_auth_from_env()
+    auth = M.mimic_auth_from_env()
     assert auth == ("dr-username-xyz", "s3cret-pa55word") and len(auth) == 2  # what requests' auth= takes
     logging.getLogger("test").info("auth %s %r %s", auth, auth, f"{auth} {[auth]} {dict(a=auth)}")
     shown = repr(auth) + str(auth) + f"{auth!r}{auth!s}{[auth]}" + caplog.text
@@ -404,7 +409,7 @@ def test_physionet_credentials_never_shown(monkeypatch, caplog):
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    return S.write_demo(tmp_path_factory.mktemp("demo"), n_patients=40, images_per_patient=(1, 3),
+    return write_demo(tmp_path_factory.mktemp("demo"), n_patients=40, images_per_patient=(1, 3),
                         size=96, seed=1)
 
 
@@ -449,7 +454,7 @@ def test_demo_pngs(demo):
 
 
 def test_demo_findings_are_in_the_pixels(tmp_path):
-    S.write_demo(tmp_path, n_patients=60, images_per_patient=(1, 1), size=64, seed=5)
+    write_demo(tmp_path, n_patients=60, images_per_patient=(1, 1), size=64, seed=5)
     entries = S.read_nih_entries(tmp_path / S.ENTRIES_FILE)
     pixels = np.stack([S.load_image(tmp_path / "images" / n).astype(float) for n in entries["image"]])
     no_finding = entries[list(S.FINDINGS)].sum(axis=1).to_numpy() == 0
@@ -461,11 +466,11 @@ def test_demo_findings_are_in_the_pixels(tmp_path):
     assert cardio.any() and width[cardio].mean() > width[no_finding].mean() + 3
     # same seed, same bytes
     again = tmp_path / "again"
-    S.write_demo(again, n_patients=60, images_per_patient=(1, 1), size=64, seed=5)
+    write_demo(again, n_patients=60, images_per_patient=(1, 1), size=64, seed=5)
     first = entries["image"].iloc[0]
     assert (again / "images" / first).read_bytes() == (tmp_path / "images" / first).read_bytes()
     assert (again / S.ENTRIES_FILE).read_bytes() == (tmp_path / S.ENTRIES_FILE).read_bytes()
-    S.write_demo(again, n_patients=3, images_per_patient=(1, 1), size=32, seed=5)  # smaller re-run
+    write_demo(again, n_patients=3, images_per_patient=(1, 1), size=32, seed=5)  # smaller re-run
     assert sorted(p.name for p in (again / "images").iterdir()) == sorted(
         S.read_nih_entries(again / S.ENTRIES_FILE)["image"])
 
