@@ -17,13 +17,18 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test test-fast bench-energy app-medical ui repro clean help
+RETRAIN_ARGS ?=
+
+.PHONY: install run test test-fast bench-energy bench-drift app-medical ui monitor retrain replay clean help
 
 help:
 	@echo "make run           dvc repro on the profile in params.yaml (offline demo by default)"
 	@echo "make test          the test suite"
 	@echo "make serve-energy  the energy champion over REST on http://127.0.0.1:5050"
 	@echo "make app-medical   the clinician app (medical champion) on http://127.0.0.1:7860"
+	@echo "make monitor PROJECT=energy   drift report of the champion's inference log (monitoring/reports/)"
+	@echo "make retrain PROJECT=energy   the retraining loop (RETRAIN_ARGS=--if-drift: only on drift)"
+	@echo "make bench-drift   detection power and false alarms over replayed streams (serves the champions)"
 	@echo "make ui            MLflow UI on http://127.0.0.1:5000"
 	@echo "make bench-energy  ETTh1 benchmark (full profile, CPU, long)"
 
@@ -50,6 +55,15 @@ test-fast: $(STAMP)
 
 bench-energy: $(STAMP)
 	$(BIN)/python benchmarks/energy.py
+
+monitor: $(STAMP)
+	$(BIN)/python -m pipelines $(PROJECT) monitor
+
+retrain: $(STAMP)
+	$(BIN)/python -m pipelines $(PROJECT) retrain $(RETRAIN_ARGS)
+
+bench-drift: $(STAMP)
+	$(BIN)/python benchmarks/drift.py
 
 serve-%: $(STAMP)
 	$(BIN)/python -m pipelines $* serve

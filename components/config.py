@@ -75,6 +75,18 @@ class RegisterConfig:
 
 
 @dataclasses.dataclass
+class MonitorConfig:
+    window: int = 500  # most recent answered items of the inference log compared with the reference
+    min_items: int = 30  # fewer items than this: no drift decision yet ("insufficient data")
+    column_test: str = "ks"  # ks: p-value below alpha / n columns (Bonferroni) | wasserstein: distance in reference stds
+    alpha: float = 0.05  # ks: family-wise false-alarm rate over the column tests
+    effect_size: float = 1.0  # wasserstein: a column drifts when it moved more than this many reference stds
+    drift_share: float = 0.0  # drift when more than this share of tested columns drift (0: any column)
+    embedding_quantile: float = 0.99  # embeddings drift when the domain classifier's AUROC beats this quantile of chance
+    reference_items: int = 2000  # cap on reference rows (sampled evenly) kept with a model version
+
+
+@dataclasses.dataclass
 class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI, when set, wins over this
 

@@ -111,11 +111,33 @@ def load_python_model(uri: str):
     return mlflow.pyfunc.load_model(uri).unwrap_python_model()
 
 
+def promotion_lock(name: str):
+    """An exclusive lock per (tracking store, model) held from reading the champion to moving the alias.
+
+    Without it two loops could both read champion vN, both beat it, and both promote: the later
+    alias write would silently undo the first. The lock is a file on this machine (filelock);
+    loops on several machines are serialised by the scheduler instead (retrain.yml's concurrency group).
+    """
+    import hashlib
+    import tempfile
+
+    import mlflow
+    from filelock import FileLock
+
+    key = hashlib.sha256(f"{mlflow.get_tracking_uri()}|{name}".encode()).hexdigest()[:16]
+    return FileLock(str(Path(tempfile.gettempdir()) / f"scifolio-promote-{key}.lock"), timeout=3600)
+
+
 def gate(name: str, version: str, metric: Metric, margin: float, score) -> Decision:
     """Promote `version` to champion if score(challenger) beats score(champion) by > margin.
 
     `score(python_model) -> float` is the project's scorer bound to the evaluation data.
     """
+    with promotion_lock(name):
+        return _gate(name, version, metric, margin, score)
+
+
+def _gate(name: str, version: str, metric: Metric, margin: float, score) -> Decision:
     challenger_score = float(score(load_python_model(f"models:/{name}/{version}")))
     current = champion_version(name)
     if not math.isfinite(challenger_score):  # a diverged model never becomes champion

@@ -238,23 +238,26 @@ def register(project: Project, cfg: Config, paths: Paths):
     import mlflow
 
     from components.evaluate import read_metrics
-    from components.register import gate, log_pyfunc, model_card, write_decision
+    from components.monitor import log_reference, reference_profile
+    from components.register import gate, load_python_model, log_pyfunc, model_card, write_decision
     from components.tracking import stage_run
 
     info = read_json(paths.model / "run.json", "train")
     metrics = read_metrics(paths.evaluation / "metrics.json")
     spec = project.pyfunc(paths.model)
-    with stage_run(project.name, "register", cfg, run_id=info["run_id"]):
+    with stage_run(project.name, "register", cfg, run_id=info["run_id"]), atomic_dir(paths.registry) as tmp:
         card = model_card(project.name, project.description, project.limitations, info["data_version"], metrics, info["hparams"])
         version = log_pyfunc(project.name, spec, card, code_paths=None)
         client = mlflow.MlflowClient()
         client.set_model_version_tag(project.name, version.version, "scifolio.data_version", info["data_version"])
         client.set_model_version_tag(project.name, version.version, "scifolio.profile", cfg.profile)
+        # what the monitor will compare this version's traffic with, answered by the registered model itself
+        registered = load_python_model(f"models:/{project.name}/{version.version}")
+        log_reference(project.name, version.version, reference_profile(project, cfg, paths.prepared, registered), tmp / "reference")
         decision = gate(
             project.name, version.version, project.primary_metric, cfg.project.register.margin,
             lambda python_model: project.score(python_model, cfg, paths.prepared),
         )
-    with atomic_dir(paths.registry) as tmp:
         write_decision(decision, tmp)
     return decision
 

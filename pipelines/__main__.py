@@ -1,7 +1,10 @@
-"""python -m pipelines <project> <stage> [--profile demo|full] [--set key=value ...]
+"""python -m pipelines <project> <stage|command> [--profile demo|full] [--set key=value ...]
 
 The one stage runner: every project runs the same stages (components/stages.py). `all` runs them in
 order in one process (what `mlflow run . -e <project>` calls); `dvc repro` runs them one by one.
+Commands on the deployed version: `serve` (REST, components/serve.py), `monitor` (drift report,
+components/monitor.py), `replay` (send a stream to the server and check it, components/replay.py),
+`retrain` (the loop, components/loop.py).
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ from pipelines.registry import PROJECTS, get_project
 
 log = logging.getLogger("scifolio")
 
+COMMANDS = ("serve", "monitor", "replay", "retrain")  # on the deployed version, not pipeline stages
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.splitlines()[0])
     parser.add_argument("project", choices=sorted(PROJECTS))
-    parser.add_argument("stage", choices=[*STAGES, "all", "serve"], help="serve: the champion over REST on 127.0.0.1:5050")
+    parser.add_argument("stage", choices=[*STAGES, "all", *COMMANDS],
+                        help="serve: the champion over REST on 127.0.0.1:5050; monitor: drift report of its log; "
+                             "replay: send a stream to the server; retrain: the retraining loop")
     parser.add_argument("--profile", choices=["demo", "full"], help="overrides params.yaml's profile")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a params.yaml key, e.g. --set energy.train.lr=0.001 (repeatable)")
@@ -33,6 +40,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="the params file (default: params.yaml)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the stage folders")
     parser.add_argument("--skip", action="append", default=[], choices=STAGES, help="with `all`: stages to skip")
+    deployed = parser.add_argument_group("serve / monitor / replay / retrain")
+    deployed.add_argument("--port", type=int, default=5050, help="serve: port on 127.0.0.1")
+    deployed.add_argument("--log-dir", type=Path, default=None, help="the inference logs (default monitoring/inference)")
+    deployed.add_argument("--reports-dir", type=Path, default=Path("monitoring/reports"), help="monitor: report root")
+    deployed.add_argument("--version", default=None, help="monitor: model version (default: the champion)")
+    deployed.add_argument("--if-drift", action="store_true", help="retrain: only when the monitor flags drift")
+    deployed.add_argument("--url", default="http://127.0.0.1:5050", help="replay: the serving endpoint")
+    deployed.add_argument("--stream", action="append", default=[], help="replay: stream(s) to send (default: all)")
+    deployed.add_argument("--replays", type=int, default=1, help="replay: replays per stream")
+    deployed.add_argument("--items", type=int, default=40, help="replay: items (windows, images) per replay")
+    deployed.add_argument("--seed", type=int, default=0, help="replay: sampling seed")
     return parser.parse_args(argv)
 
 
@@ -53,17 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.params}: {err}", file=sys.stderr)
         return 2
 
-    if args.stage == "serve":  # not a pipeline stage: a long-running server of the registered champion
-        from components.serve import serve
-
-        os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.tracking.uri)
-        serve(project.name)
-        return 0
-
     from components import stages
     from components.project import Paths
 
     paths = Paths.of(args.project, args.data_dir)
+    if args.stage in COMMANDS:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.tracking.uri)
+        try:
+            return run_command(args, project, cfg, paths)
+        except Exception as err:  # one readable line, not a library traceback
+            if os.environ.get("SCIFOLIO_DEBUG"):
+                raise
+            print(f"error: {args.project} {args.stage}: {err}", file=sys.stderr)
+            return 1
+
     launcher_run = os.environ.get("MLFLOW_RUN_ID")  # set by `mlflow run`; our stages log to the project's experiment
     todo = [s for s in STAGES if s not in args.skip] if args.stage == "all" else [args.stage]
     for stage in todo:
@@ -78,6 +99,36 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s %s done in %.1f s", args.project, stage, time.perf_counter() - start)
     if launcher_run:
         link_launcher_run(launcher_run, args.project, paths)
+    return 0
+
+
+def run_command(args, project, cfg, paths) -> int:
+    """The commands on the deployed version (not DVC stages, except `monitor`)."""
+    import json
+
+    if args.stage == "serve":  # a long-running server of the registered champion
+        from components.serve import DEFAULT_LOG_DIR, serve
+
+        serve(project.name, port=args.port, log_dir=args.log_dir or DEFAULT_LOG_DIR)
+    elif args.stage == "monitor":
+        from components.monitor import check
+
+        decision = check(project, cfg, version=args.version, log_dir=args.log_dir, reports_dir=args.reports_dir)
+        print(json.dumps({k: decision.get(k) for k in ("model", "version", "status", "drift", "items", "reasons", "report_dir")}))
+    elif args.stage == "retrain":
+        from components.loop import retrain
+
+        retrain(project, cfg, paths, if_drift=args.if_drift, log_dir=args.log_dir, reports_dir=args.reports_dir)
+    elif args.stage == "replay":
+        from components.replay import run_replays, summary
+
+        streams = args.stream or list(project.replay_streams)
+        unknown = sorted(set(streams) - set(project.replay_streams))
+        if unknown:
+            raise ValueError(f"unknown stream(s) {unknown}; {project.name} has {list(project.replay_streams)}")
+        results = run_replays(project, cfg, paths.prepared, args.url.rstrip("/"), streams, args.replays, args.items,
+                              args.seed, reports_dir=args.reports_dir)
+        print(summary(results).to_string(index=False))
     return 0
 
 

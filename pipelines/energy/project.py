@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from components.config import RegisterConfig, TrainConfig, TuneConfig
+from components.config import MonitorConfig, RegisterConfig, TrainConfig, TuneConfig
 from components.project import Metric
 from pipelines.energy import sources
 
@@ -60,6 +60,7 @@ class EnergySection:
     train: TrainConfig
     tune: TuneConfig
     register: RegisterConfig
+    monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
     target: str = "OT"  # channel shown in forecast plots
 
 
@@ -210,6 +211,30 @@ class Energy:
         from pipelines.energy.evaluate import score
 
         return score(python_model, self.datamodule(cfg, prepared_dir))
+
+    # ---- monitoring (pipelines/energy/monitoring.py) ----
+
+    replay_streams = ("unshifted", "station", "season")
+
+    def monitor_spec(self, python_model):
+        from pipelines.energy import monitoring
+
+        return monitoring.spec(python_model)
+
+    def monitor_features(self, python_model, request, answer):
+        from pipelines.energy import monitoring
+
+        return monitoring.features(python_model, request, answer)
+
+    def reference_requests(self, cfg, prepared_dir: Path, limit: int):
+        from pipelines.energy import monitoring
+
+        return monitoring.reference_requests(cfg, prepared_dir, limit)
+
+    def replay_requests(self, cfg, prepared_dir: Path, stream: str, n: int, rng):
+        from pipelines.energy import monitoring
+
+        return monitoring.replay_requests(cfg, prepared_dir, stream, n, rng)
 
 
 ENERGY = Energy()

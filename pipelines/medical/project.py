@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from components.config import RegisterConfig, TrainConfig, TuneConfig
+from components.config import MonitorConfig, RegisterConfig, TrainConfig, TuneConfig
 from components.project import Metric
 from pipelines.medical import sources as S
 
@@ -60,6 +60,7 @@ class MedicalSection:
     train: TrainConfig
     tune: TuneConfig
     register: RegisterConfig
+    monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
     bootstrap: int = 1000  # patient-level bootstrap resamples for AUROC intervals
     gradcam_images: int = 6  # overlays drawn in the evaluate stage
 
@@ -243,6 +244,30 @@ class Medical:
 
         entries = pd.read_parquet(prepared_dir / "entries.parquet")
         return score(python_model, entries, open_images(prepared_dir.parent / "validated" / "images"))
+
+    # ---- monitoring (pipelines/medical/monitoring.py) ----
+
+    replay_streams = ("unshifted", "intensity", "age", "view")
+
+    def monitor_spec(self, python_model):
+        from pipelines.medical import monitoring
+
+        return monitoring.spec(python_model)
+
+    def monitor_features(self, python_model, request, answer):
+        from pipelines.medical import monitoring
+
+        return monitoring.features(python_model, request, answer)
+
+    def reference_requests(self, cfg, prepared_dir: Path, limit: int):
+        from pipelines.medical import monitoring
+
+        return monitoring.reference_requests(cfg, prepared_dir, limit)
+
+    def replay_requests(self, cfg, prepared_dir: Path, stream: str, n: int, rng):
+        from pipelines.medical import monitoring
+
+        return monitoring.replay_requests(cfg, prepared_dir, stream, n, rng)
 
 
 MEDICAL = Medical()

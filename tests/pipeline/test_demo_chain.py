@@ -21,7 +21,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-COPY = ["components", "pipelines", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", "data/.gitignore", "pyproject.toml"]
+COPY = ["components", "pipelines", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", "data/.gitignore", "pyproject.toml",
+        "monitoring/inference/energy/.gitkeep", "monitoring/inference/medical/.gitkeep", ".gitignore"]
 
 
 def run(cmd: list[str], cwd: Path, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -64,7 +65,7 @@ def demo(repo_root, tmp_path_factory):
 
 def test_first_repro_runs_every_stage(demo):
     for project in ("energy", "medical"):
-        for stage in ("pull", "validate", "prepare", "tune", "train", "evaluate", "register"):
+        for stage in ("pull", "validate", "prepare", "tune", "train", "evaluate", "register", "monitor"):
             assert f"Running stage '{stage}@{project}'" in demo["first"].stdout
 
 
