@@ -182,3 +182,57 @@ def test_medical_clinical_validation_outputs(demo):
     bad = request.assign(image=base64.b64encode(b"not an image").decode())
     with pytest.raises(Exception, match="row 0"):
         model.predict(bad)
+
+
+# ---- the deployed side: serve -> replay a shifted stream -> drift report -> retraining loop --------
+
+
+@pytest.mark.parametrize("project, shifted", [("energy", "station"), ("medical", "intensity")])
+def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, shifted, monkeypatch):
+    """The done-when of the loop on the demo: a shifted replay to the real server is flagged by the
+    monitor (report + MLflow run + version tags), and `retrain --if-drift` retrains and the gate
+    either promotes or refuses, with the reason recorded in MLflow and on disk."""
+    from components.config import load_config
+    from components.project import Paths
+    from components.replay import run_replays, served
+    from pipelines.registry import get_project
+
+    work, client, env = demo["dir"], demo["client"], demo["env"]
+    # dvc repro ran the monitor stage before any traffic: a recorded "insufficient data", not drift
+    first = json.loads((work / f"monitoring/reports/{project}/latest/decision.json").read_text())
+    assert first["status"] == "insufficient_data" and first["drift"] is False
+    monkeypatch.chdir(work)
+    for key in ("MLFLOW_TRACKING_URI", "PYTHONPATH", "PATH"):
+        monkeypatch.setenv(key, env[key])
+    definition = get_project(project)
+    cfg = load_config(project, definition.section, work / "params.yaml")
+    champion_before = client.get_model_version_by_alias(project, "champion").version
+    with served(project, work / "monitoring/inference") as url:
+        results = run_replays(definition, cfg, Paths.of(project, work / "data").prepared, url, [shifted],
+                              replays=1, items=40, seed=11, reports_dir=work / "monitoring/reports")
+    (result,) = results
+    assert result.failed == 0 and result.items >= 20
+    assert result.drift is True, result.reasons
+    latest = work / f"monitoring/reports/{project}/latest"
+    decision = json.loads((latest / "decision.json").read_text())
+    assert decision["drift"] is True and decision["version"] == str(champion_before)
+    assert (latest / "report.html").stat().st_size > 10_000 and (latest / "report.json").exists()
+    version_tags = client.get_model_version(project, champion_before).tags
+    assert version_tags["monitor.last_drift"] == "true" and version_tags["monitor.reference"].startswith("runs:/")
+    monitor_run = client.get_run(version_tags["monitor.last_run_id"])
+    assert monitor_run.data.tags["scifolio.stage"] == "monitor"
+    assert any(a.path == "monitoring/report.html" for a in client.list_artifacts(monitor_run.info.run_id, "monitoring"))
+
+    # the loop: the monitor (run again on the whole log window) flags drift, so it retrains
+    proc = run([sys.executable, "-m", "pipelines", project, "retrain", "--if-drift"], work, env, timeout=1200)
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert record["trigger"] == "drift" and record["outcome"] in ("promoted", "refused"), record
+    gate = json.loads((work / f"data/{project}/registry/decision.json").read_text())
+    assert gate["reason"] == record["reason"] and str(gate["version"]) != str(champion_before)
+    loop_runs = client.search_runs([client.get_experiment_by_name(project).experiment_id], "tags.`scifolio.stage` = 'retrain'")
+    assert loop_runs and loop_runs[0].data.tags["loop.outcome"] == record["outcome"]
+    new_version = client.get_model_version(project, str(gate["version"]))
+    assert new_version.tags["gate.decision"] == record["outcome"] and "monitor.reference" in new_version.tags
+    champion_after = client.get_model_version_by_alias(project, "champion").version
+    assert (champion_after == str(gate["version"])) == (record["outcome"] == "promoted")
+    assert list((work / f"monitoring/reports/{project}/retrain").glob("*.json"))
