@@ -233,6 +233,6 @@ def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, s
     assert loop_runs and loop_runs[0].data.tags["loop.outcome"] == record["outcome"]
     new_version = client.get_model_version(project, str(gate["version"]))
     assert new_version.tags["gate.decision"] == record["outcome"] and "monitor.reference" in new_version.tags
-    champion_after = client.get_model_version_by_alias(project, "champion").version
+    champion_after = str(client.get_model_version_by_alias(project, "champion").version)
     assert (champion_after == str(gate["version"])) == (record["outcome"] == "promoted")
     assert list((work / f"monitoring/reports/{project}/retrain").glob("*.json"))
