@@ -69,7 +69,7 @@ serve-%: $(STAMP)
 	$(BIN)/python -m pipelines $* serve
 
 app-medical: $(STAMP)
-	$(BIN)/python -m pipelines.medical.app
+	$(BIN)/python -m pipelines.medical.serving.app
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db

@@ -56,9 +56,19 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(name, project.section, profile=args.profile)
             os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.tracking.uri)
             with served(name, Path(tmp) / "inference") as url:
-                results = run_replays(project, cfg, Paths.of(name).prepared, url,
-                                      list(project.replay_streams), args.replays, args.items, args.seed,
-                                      reports_dir=Path(tmp) / "reports", write_html=False, log_to_mlflow=False)
+                results = run_replays(
+                    project,
+                    cfg,
+                    Paths.of(name).prepared,
+                    url,
+                    list(project.replay_streams),
+                    args.replays,
+                    args.items,
+                    args.seed,
+                    reports_dir=Path(tmp) / "reports",
+                    write_html=False,
+                    log_to_mlflow=False,
+                )
             table = summary(results)
             table.insert(0, "project", name)
             tables.append(table)
@@ -68,12 +78,20 @@ def main(argv: list[str] | None = None) -> int:
 
     table = pd.concat(tables, ignore_index=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "replays": args.replays,
-            "items": args.items, "seed": args.seed, "profile": args.profile or "params.yaml"}
-    (RESULTS / "drift.json").write_text(json.dumps({**meta, "summary": table.to_dict("records"), "replays_detail": rows},
-                                                   indent=2, default=str) + "\n")
-    (RESULTS / "drift.md").write_text(f"Measured {meta['measured_at']} ({args.replays} replays x {args.items} items per "
-                                      f"stream, seed {args.seed})\n\n" + markdown(table) + "\n")
+    meta = {
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "replays": args.replays,
+        "items": args.items,
+        "seed": args.seed,
+        "profile": args.profile or "params.yaml",
+    }
+    (RESULTS / "drift.json").write_text(
+        json.dumps({**meta, "summary": table.to_dict("records"), "replays_detail": rows}, indent=2, default=str) + "\n"
+    )
+    (RESULTS / "drift.md").write_text(
+        f"Measured {meta['measured_at']} ({args.replays} replays x {args.items} items per "
+        f"stream, seed {args.seed})\n\n" + markdown(table) + "\n"
+    )
     print("\n" + table.to_string(index=False))
     return 0
 

@@ -49,8 +49,8 @@ def parse_args() -> argparse.Namespace:
 def run_one(args, model: str, horizon: int, seed: int, paths) -> dict:
     import torch
 
-    from components.train import fit
     from components.stages import load_best_weights
+    from components.train import fit
     from pipelines.energy.evaluate import evaluate
     from pipelines.energy.project import ENERGY
 
@@ -64,13 +64,21 @@ def run_one(args, model: str, horizon: int, seed: int, paths) -> dict:
     evaluation = evaluate(module.net, dm, 3600)
     m = evaluation.metrics
     return {
-        "model": model, "horizon": horizon, "seed": seed,
-        "test_mse": m["test/mse"], "test_mae": m["test/mae"], "val_mse": m["val/mse"],
-        "test_windows": int(m["test/windows"]), "test_original_mae": m["test/original/mae"],
-        "seasonal_naive_mse": m["baseline/test/mse"], "epochs": result.epochs,
-        "best_val_loss": result.best_score, "train_seconds": result.seconds,
+        "model": model,
+        "horizon": horizon,
+        "seed": seed,
+        "test_mse": m["test/mse"],
+        "test_mae": m["test/mae"],
+        "val_mse": m["val/mse"],
+        "test_windows": int(m["test/windows"]),
+        "test_original_mae": m["test/original/mae"],
+        "seasonal_naive_mse": m["baseline/test/mse"],
+        "epochs": result.epochs,
+        "best_val_loss": result.best_score,
+        "train_seconds": result.seconds,
         "params": sum(p.numel() for p in module.parameters()),
-        "threads": torch.get_num_threads(), "seq_len": cfg.project.window.seq_len,
+        "threads": torch.get_num_threads(),
+        "seq_len": cfg.project.window.seq_len,
     }
 
 
@@ -79,8 +87,13 @@ def prepare_data(args, workdir: Path):
     from components.project import Paths
     from pipelines.energy.project import ENERGY
 
-    cfg = load_config("energy", ENERGY.section, REPO / "params.yaml", "full",
-                      [f"energy.data.ett_mirror={args.data}", f"energy.data.dataset={args.dataset}", *args.overrides])
+    cfg = load_config(
+        "energy",
+        ENERGY.section,
+        REPO / "params.yaml",
+        "full",
+        [f"energy.data.ett_mirror={args.data}", f"energy.data.dataset={args.dataset}", *args.overrides],
+    )
     paths = Paths.of("energy", workdir)
     import os
 
@@ -112,8 +125,16 @@ def table(results: list[dict], args) -> str:
             rows = [r for r in results if r["model"] == model and r["horizon"] == h]
             seeds |= {r["seed"] for r in rows}
             seconds += [r["train_seconds"] for r in rows]
-            cells.append(f"{mean_sd([r['test_mse'] for r in rows])} / {mean_sd([r['test_mae'] for r in rows])}" if rows else "not run")
-        lines.append(f"| {model} (measured) | {len(seeds)} | " + " | ".join(cells) + f" | {statistics.mean(seconds):.0f} |" if seconds else f"| {model} | 0 | " + " | ".join(cells) + " | |")
+            cells.append(
+                f"{mean_sd([r['test_mse'] for r in rows])} / {mean_sd([r['test_mae'] for r in rows])}"
+                if rows
+                else "not run"
+            )
+        lines.append(
+            f"| {model} (measured) | {len(seeds)} | " + " | ".join(cells) + f" | {statistics.mean(seconds):.0f} |"
+            if seconds
+            else f"| {model} | 0 | " + " | ".join(cells) + " | |"
+        )
     naive = [r for r in results]
     if naive:
         cells = []
@@ -150,8 +171,11 @@ def main() -> int:
                     results.append(row)
                     results_path.write_text(json.dumps(results, indent=1) + "\n")
                     table_path.write_text(table(results, args))
-                    print(f"{model} h={horizon} seed={seed}: test MSE {row['test_mse']:.4f} MAE {row['test_mae']:.4f} "
-                          f"({row['epochs']} epochs, {time.perf_counter() - start:.0f} s)", flush=True)
+                    print(
+                        f"{model} h={horizon} seed={seed}: test MSE {row['test_mse']:.4f} MAE {row['test_mae']:.4f} "
+                        f"({row['epochs']} epochs, {time.perf_counter() - start:.0f} s)",
+                        flush=True,
+                    )
     print(table(results, args))
     return 0
 

@@ -76,9 +76,12 @@ def prepare_data(args, workdir: Path):
     from pipelines.medical.project import MEDICAL
 
     overrides = [
-        f"medical.data.demo_patients={args.patients}", f"medical.data.demo_size={args.demo_size}",
-        f"medical.input.size={args.size}", f"medical.train.batch_size={args.batch_size}",
-        f"medical.model.name={args.model}", "medical.input.cache=none",
+        f"medical.data.demo_patients={args.patients}",
+        f"medical.data.demo_size={args.demo_size}",
+        f"medical.input.size={args.size}",
+        f"medical.train.batch_size={args.batch_size}",
+        f"medical.model.name={args.model}",
+        "medical.input.cache=none",
     ]
     if args.num_workers is not None:
         overrides.append(f"medical.train.num_workers={args.num_workers}")
@@ -102,9 +105,15 @@ def train_loader(dm, n_batches: int):
         return loader, False
     ds = loader.dataset
     sampler = RandomSampler(ds, replacement=False, num_samples=n_batches * dm.batch_size)
-    return DataLoader(ds, batch_size=dm.batch_size, sampler=sampler, drop_last=True,
-                      num_workers=dm.num_workers, collate_fn=loader.collate_fn,
-                      persistent_workers=dm.num_workers > 0), True
+    return DataLoader(
+        ds,
+        batch_size=dm.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=dm.num_workers,
+        collate_fn=loader.collate_fn,
+        persistent_workers=dm.num_workers > 0,
+    ), True
 
 
 # ---- training loops ---------------------------------------------------------------------------
@@ -127,8 +136,12 @@ class GpuSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                                     capture_output=True, text=True, timeout=5).stdout
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout
                 self.samples.append((time.perf_counter(), float(out.split()[0])))
             except (OSError, subprocess.SubprocessError, ValueError, IndexError):
                 pass
@@ -178,9 +191,18 @@ def lightning_run(cfg, dm, loader, args, precision: str, gpu_util: bool = False)
     module = fresh_module(cfg, dm, cfg.seed)
     settings = {**accelerator_settings(cfg.project.train), "precision": precision}
     trainer = pl.Trainer(  # make_trainer's settings, minus early stopping / checkpoints / logger / validation
-        max_epochs=1, limit_train_batches=warmup + steps, limit_val_batches=0, callbacks=[Timer()],
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tempfile.gettempdir(), log_every_n_steps=10, num_sanity_val_steps=0, **settings,
+        max_epochs=1,
+        limit_train_batches=warmup + steps,
+        limit_val_batches=0,
+        callbacks=[Timer()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tempfile.gettempdir(),
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+        **settings,
     )
     util = None
     if gpu_util:
@@ -191,8 +213,11 @@ def lightning_run(cfg, dm, loader, args, precision: str, gpu_util: bool = False)
         trainer.fit(module, train_dataloaders=loader)
     if "t1" not in times:
         raise RuntimeError(f"Lightning ran {trainer.global_step} steps, fewer than warmup+steps={warmup + steps}")
-    return {"ips": steps * args.batch_size / (times["t1"] - times["t0"]), "gpu_util": util,
-            "deterministic": settings["deterministic"]}
+    return {
+        "ips": steps * args.batch_size / (times["t1"] - times["t0"]),
+        "gpu_util": util,
+        "deterministic": settings["deterministic"],
+    }
 
 
 def plain_run(cfg, dm, loader, args, bf16: bool = False) -> dict:
@@ -242,13 +267,22 @@ def alternate(cfg, dm, loader, args, precision: str, bf16: bool, gpu: bool) -> d
         if row["gpu_util"] is not None:
             utils.append(row["gpu_util"])
         plain_ips.append(plain_run(cfg, dm, loader, args, bf16=bf16)["ips"])
-        print(f"  [{precision}] repeat {r + 1}: lightning {lightning_ips[-1]:.1f} img/s, plain {plain_ips[-1]:.1f} img/s",
-              flush=True)
+        print(
+            f"  [{precision}] repeat {r + 1}: lightning {lightning_ips[-1]:.1f} img/s, plain {plain_ips[-1]:.1f} img/s",
+            flush=True,
+        )
     lm, pm = statistics.median(lightning_ips), statistics.median(plain_ips)
-    paired = statistics.median(l / p for l, p in zip(lightning_ips, plain_ips))  # robust to load drifting between pairs
-    return {"lightning": lm, "plain": pm, "ratio": lm / pm, "paired": paired, "lightning_all": lightning_ips,
-            "plain_all": plain_ips, "gpu_util": statistics.median(utils) if utils else None,
-            "deterministic": row["deterministic"]}
+    paired = statistics.median(a / b for a, b in zip(lightning_ips, plain_ips))  # robust to load drifting between pairs
+    return {
+        "lightning": lm,
+        "plain": pm,
+        "ratio": lm / pm,
+        "paired": paired,
+        "lightning_all": lightning_ips,
+        "plain_all": plain_ips,
+        "gpu_util": statistics.median(utils) if utils else None,
+        "deterministic": row["deterministic"],
+    }
 
 
 # ---- data loading -----------------------------------------------------------------------------
@@ -269,35 +303,74 @@ def time_loader(loader, repeats: int) -> float:
 def data_loading(cfg, paths, dm, loader, args) -> list[tuple[str, float, str]]:
     from monai.data import DataLoader
 
-    from pipelines.medical import sources as S
     from pipelines.medical.data import MedicalDataModule, collate
-    from pipelines.medical.shards import open_images
+    from pipelines.medical.sources import nih as S
+    from pipelines.medical.sources.shards import open_images
 
-    rows = [("train loader: shards -> decode -> MONAI eval + random transforms -> collate",
-             time_loader(loader, args.repeats), f"{len(loader)} batches of {args.batch_size} per pass")]
+    rows = [
+        (
+            "train loader: shards -> decode -> MONAI eval + random transforms -> collate",
+            time_loader(loader, args.repeats),
+            f"{len(loader)} batches of {args.batch_size} per pass",
+        )
+    ]
 
     def eval_loader(cache: str):
-        edm = MedicalDataModule(dm.prepared, dm.images, dm.size, dm.batch_size, dm.num_workers, cache,
-                                tokenizer_path=dm.tokenizer_path, max_len=dm.max_len, augment=False)
+        edm = MedicalDataModule(
+            dm.prepared,
+            dm.images,
+            dm.size,
+            dm.batch_size,
+            dm.num_workers,
+            cache,
+            tokenizer_path=dm.tokenizer_path,
+            max_len=dm.max_len,
+            augment=False,
+        )
         start = time.perf_counter()
         ds = edm.dataset("train")  # the train images through the eval transforms
         fill = time.perf_counter() - start
-        return ds, fill, DataLoader(ds, batch_size=dm.batch_size, shuffle=False, num_workers=dm.num_workers,
-                                    collate_fn=collate, persistent_workers=dm.num_workers > 0)
+        return (
+            ds,
+            fill,
+            DataLoader(
+                ds,
+                batch_size=dm.batch_size,
+                shuffle=False,
+                num_workers=dm.num_workers,
+                collate_fn=collate,
+                persistent_workers=dm.num_workers > 0,
+            ),
+        )
 
     ds, _, eloader = eval_loader("none")
     n_images = len(ds)
-    rows.append(("eval pipeline, cache=none: decode -> scale -> resize -> collate", time_loader(eloader, args.repeats),
-                 f"{n_images} train images per pass, in order"))
+    rows.append(
+        (
+            "eval pipeline, cache=none: decode -> scale -> resize -> collate",
+            time_loader(eloader, args.repeats),
+            f"{n_images} train images per pass, in order",
+        )
+    )
     fills, served = [], []
     for _ in range(args.repeats):
         ds, fill, cloader = eval_loader("memory")
         fills.append(n_images / fill)
         served.append(time_loader(cloader, 1))
-    rows.append(("eval pipeline, cache=memory: filling the cache (decode, scale, resize)", statistics.median(fills),
-                 f"{n_images} images, CacheDataset workers={max(1, dm.num_workers)}"))
-    rows.append(("eval pipeline, cache=memory: an epoch served from the cache (+ collate)", statistics.median(served),
-                 f"{n_images} images"))
+    rows.append(
+        (
+            "eval pipeline, cache=memory: filling the cache (decode, scale, resize)",
+            statistics.median(fills),
+            f"{n_images} images, CacheDataset workers={max(1, dm.num_workers)}",
+        )
+    )
+    rows.append(
+        (
+            "eval pipeline, cache=memory: an epoch served from the cache (+ collate)",
+            statistics.median(served),
+            f"{n_images} images",
+        )
+    )
 
     reader = open_images(paths.validated / "images")
     names = [item["image"] for item in dm._items(dm.entries[dm.entries["split"] == "train"])]
@@ -308,8 +381,13 @@ def data_loading(cfg, paths, dm, loader, args) -> list[tuple[str, float, str]]:
         for name, blob in zip(names, blobs):
             S.decode_image(blob, name)
         rates.append(len(blobs) / (time.perf_counter() - start))
-    rows.append(("PNG decode only (sources.decode_image of the shard bytes, in memory)", statistics.median(rates),
-                 f"{len(blobs)} images of {args.demo_size}x{args.demo_size}"))
+    rows.append(
+        (
+            "PNG decode only (sources.decode_image of the shard bytes, in memory)",
+            statistics.median(rates),
+            f"{len(blobs)} images of {args.demo_size}x{args.demo_size}",
+        )
+    )
     return rows
 
 
@@ -360,8 +438,10 @@ def table(args, info: dict, training: dict[str, dict], loading: list[tuple[str, 
     ]
     for precision, r in training.items():
         util = f"{r['gpu_util']:.0f} %" if r["gpu_util"] is not None else "-"
-        lines.append(f"| {precision} | {r['lightning']:.1f} | {r['plain']:.1f} | {r['ratio']:.3f} | {r['paired']:.3f} | {util} | "
-                     f"{fmt(r['lightning_all'])} | {fmt(r['plain_all'])} |")
+        lines.append(
+            f"| {precision} | {r['lightning']:.1f} | {r['plain']:.1f} | {r['ratio']:.3f} | {r['paired']:.3f} | {util} | "
+            f"{fmt(r['lightning_all'])} | {fmt(r['plain_all'])} |"
+        )
     if not info["gpu"]:
         lines.append("| bf16-mixed (GPU only) | not run: no GPU | | | | | | |")
     lines += ["", "## Data loading (images/s, median)", "", "| pipeline | images/s | notes |", "|---|---|---|"]
@@ -378,8 +458,8 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric", "scifolio"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    import torch
     import lightning
+    import torch
 
     gpu = torch.cuda.is_available()
     if args.size is None:
@@ -402,11 +482,16 @@ def main() -> int:
             training["bf16-mixed"] = alternate(cfg, dm, loader, args, "bf16-mixed", bf16=True, gpu=gpu)
         loading = data_loading(cfg, paths, dm, loader, args)
         info = {
-            "hardware": hardware(), "versions": f"{torch.__version__} / {lightning.__version__}",
-            "threads": torch.get_num_threads(), "workers": dm.num_workers, "gpu": gpu,
+            "hardware": hardware(),
+            "versions": f"{torch.__version__} / {lightning.__version__}",
+            "threads": torch.get_num_threads(),
+            "workers": dm.num_workers,
+            "gpu": gpu,
             "params": sum(p.numel() for p in fresh_module(cfg, dm, cfg.seed).parameters()),
-            "train_images": len(dm.dataset("train")), "resampled": resampled,
-            "deterministic": training["32-true"]["deterministic"], "seconds": time.perf_counter() - start,
+            "train_images": len(dm.dataset("train")),
+            "resampled": resampled,
+            "deterministic": training["32-true"]["deterministic"],
+            "seconds": time.perf_counter() - start,
         }
     text = table(args, info, training, loading)
     out = Path(args.out)

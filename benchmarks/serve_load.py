@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     project = get_project(args.project)
     cfg = load_config(args.project, project.section)
     os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.tracking.uri)
-    bodies = [json.dumps({"dataframe_split": json.loads(r.to_json(orient="split", index=False, date_format="iso"))})
-              for r in project.reference_requests(cfg, Paths.of(args.project).prepared, 64)]
+    bodies = [
+        json.dumps({"dataframe_split": json.loads(r.to_json(orient="split", index=False, date_format="iso"))})
+        for r in project.reference_requests(cfg, Paths.of(args.project).prepared, 64)
+    ]
     latencies, statuses, lock = [], [], threading.Lock()
     with tempfile.TemporaryDirectory() as tmp, served(args.project, Path(tmp)) as url:
         version = requests.get(f"{url}/health", timeout=10).json()["version"]
@@ -57,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
                 i = 0
                 while time.monotonic() < stop_at:
                     start = time.perf_counter()
-                    r = session.post(f"{url}/invocations", data=bodies[(t + i) % len(bodies)], timeout=60,
-                                     headers={"Content-Type": "application/json", "X-Request-ID": f"load-{t}-{i}"})
+                    r = session.post(
+                        f"{url}/invocations",
+                        data=bodies[(t + i) % len(bodies)],
+                        timeout=60,
+                        headers={"Content-Type": "application/json", "X-Request-ID": f"load-{t}-{i}"},
+                    )
                     with lock:
                         latencies.append(time.perf_counter() - start)
                         statuses.append(r.status_code)
@@ -74,12 +80,18 @@ def main(argv: list[str] | None = None) -> int:
         records = read_log(Path(tmp) / args.project / f"v{version}.jsonl")  # raises on an interleaved line
     ids = [r["client_request_id"] for r in records if str(r.get("client_request_id", "")).startswith("load-")]
     result = {
-        "project": args.project, "version": version, "threads": args.threads, "seconds": round(elapsed, 1),
-        "requests": len(statuses), "non_200": sum(s != 200 for s in statuses),
+        "project": args.project,
+        "version": version,
+        "threads": args.threads,
+        "seconds": round(elapsed, 1),
+        "requests": len(statuses),
+        "non_200": sum(s != 200 for s in statuses),
         "requests_per_s": round(len(statuses) / elapsed, 1),
         "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 1),
         "p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 1),
-        "log_records": len(ids), "lost_records": len(statuses) - len(set(ids)), "duplicate_records": len(ids) - len(set(ids)),
+        "log_records": len(ids),
+        "lost_records": len(statuses) - len(set(ids)),
+        "duplicate_records": len(ids) - len(set(ids)),
     }
     out = ROOT / "benchmarks" / "results" / f"serve_load_{args.project}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -78,11 +78,15 @@ class RegisterConfig:
 class MonitorConfig:
     window: int = 500  # most recent answered items of the inference log compared with the reference
     min_items: int = 30  # fewer items than this: no drift decision yet ("insufficient data")
-    column_test: str = "ks"  # ks: p-value below alpha / n columns (Bonferroni) | wasserstein: distance in reference stds
+    column_test: str = (
+        "ks"  # ks: p-value below alpha / n columns (Bonferroni) | wasserstein: distance in reference stds
+    )
     alpha: float = 0.05  # ks: family-wise false-alarm rate over the column tests
     effect_size: float = 1.0  # wasserstein: a column drifts when it moved more than this many reference stds
     drift_share: float = 0.0  # drift when more than this share of tested columns drift (0: any column)
-    embedding_quantile: float = 0.99  # embeddings drift when the domain classifier's AUROC beats this quantile of chance
+    embedding_quantile: float = (
+        0.99  # embeddings drift when the domain classifier's AUROC beats this quantile of chance
+    )
     reference_items: int = 2000  # cap on reference rows (sampled evenly) kept with a model version
 
 
@@ -132,9 +136,7 @@ def parse_override(text: str) -> dict:
     return value
 
 
-def resolve_params(
-    params: dict, profile: str | None = None, overrides: typing.Iterable[str] = ()
-) -> dict:
+def resolve_params(params: dict, profile: str | None = None, overrides: typing.Iterable[str] = ()) -> dict:
     """Apply the profile and the overrides to the raw params.yaml content."""
     params = dict(params)
     profiles = params.pop("profiles", {}) or {}
@@ -221,11 +223,25 @@ def _did_you_mean(key: str, valid: typing.Iterable[str]) -> str:
 
 @dataclasses.dataclass
 class Config:
+    name: str  # the project, e.g. "energy"
     profile: str  # demo | full
     seed: int  # seeds data generation, initialisation, samplers
     tracking: TrackingConfig
     project: Any  # the project's own section, typed by its plug-in
     raw: dict  # the resolved params (for logging to MLflow)
+
+    @property
+    def model_name(self) -> str:
+        """The MLflow experiment, registered model and monitoring folder of this project under this profile.
+
+        `energy` for the full profile (real data), `energy-demo` for the demo profile (synthetic data): a
+        demo run never registers a challenger against, moves the alias of, or logs beside the real champion.
+        """
+        return model_name(self.name, self.profile)
+
+
+def model_name(project: str, profile: str) -> str:
+    return project if profile == "full" else f"{project}-{profile}"
 
 
 def load_config(
@@ -242,6 +258,7 @@ def load_config(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed: expected an integer, got {seed!r}")
     return Config(
+        name=project_name,
         profile=resolved["profile"],
         seed=seed,
         tracking=build(TrackingConfig, resolved.get("tracking", {}), "tracking"),

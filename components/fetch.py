@@ -85,13 +85,11 @@ def _local_source(url: str) -> Path:
 
 
 def _parse_checksum(checksum: str) -> tuple[str, str]:
-    """"sha256:<hex>" -> ("sha256", "<hex>"); anything else is a ValueError (a config bug)."""
+    """ "sha256:<hex>" -> ("sha256", "<hex>"); anything else is a ValueError (a config bug)."""
     algo, _, digest = checksum.partition(":")
     algo, digest = algo.strip().lower(), digest.strip().lower()
     if algo not in HASHES or not re.fullmatch(f"[0-9a-f]{{{HASHES[algo]}}}", digest):
-        raise ValueError(
-            f"malformed checksum {checksum!r}: expected 'sha256:<64 hex>' or 'md5:<32 hex>'"
-        )
+        raise ValueError(f"malformed checksum {checksum!r}: expected 'sha256:<64 hex>' or 'md5:<32 hex>'")
     return algo, digest
 
 
@@ -172,15 +170,22 @@ def fetch(
 
 
 def _download(
-    url: str, part: Path, retries: int, backoff: float, timeout: float, progress: bool,
-    chunk_size: int, auth: tuple[str, str] | None = None,
+    url: str,
+    part: Path,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    progress: bool,
+    chunk_size: int,
+    auth: tuple[str, str] | None = None,
 ) -> None:
     """Stream `url` into `part`, retrying transient failures and resuming with Range."""
     part.write_bytes(b"")
     name = PurePosixPath(urllib.parse.urlsplit(url).path).name or url
-    with requests.Session() as session, tqdm(
-        desc=name, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress
-    ) as bar:
+    with (
+        requests.Session() as session,
+        tqdm(desc=name, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress) as bar,
+    ):
         session.auth = auth  # requests drops it on a redirect to another host
         for attempt in range(retries + 1):
             have = part.stat().st_size
@@ -201,14 +206,17 @@ def _download(
             delay = backoff * 2**attempt
             log.warning(
                 "%s: %s; retry %d/%d in %.2fs from byte %d",
-                url, reason, attempt + 1, retries, delay, part.stat().st_size,
+                url,
+                reason,
+                attempt + 1,
+                retries,
+                delay,
+                part.stat().st_size,
             )
             time.sleep(delay)
 
 
-def _receive(
-    url: str, r: requests.Response, part: Path, have: int, bar: tqdm, chunk_size: int
-) -> None:
+def _receive(url: str, r: requests.Response, part: Path, have: int, bar: tqdm, chunk_size: int) -> None:
     """Append (206) or write (200) one response's body to `part`; raise _Transient if cut short."""
     if r.status_code in RETRY_STATUS:
         raise _Transient(f"HTTP {r.status_code} {r.reason}")
@@ -224,8 +232,7 @@ def _receive(
         if not m or int(m.group(1)) != have:
             part.write_bytes(b"")
             raise _Transient(
-                f"Content-Range {r.headers.get('Content-Range')!r} does not start at byte {have};"
-                " restarting from zero"
+                f"Content-Range {r.headers.get('Content-Range')!r} does not start at byte {have}; restarting from zero"
             )
         total = int(m.group(2)) if m.group(2) != "*" else None
         mode = "ab"
@@ -354,8 +361,7 @@ def _merge(archive: Path, src: Path, target: Path) -> None:
                 filenames.append(d)
             elif not (target / rel / d).is_dir():
                 if os.path.lexists(target / rel / d):
-                    raise FetchError(f"{archive}: member {str(rel / d)!r} is a folder, "
-                                     f"but {target / rel / d} is not")
+                    raise FetchError(f"{archive}: member {str(rel / d)!r} is a folder, but {target / rel / d} is not")
                 mkdirs.append(target / rel / d)
         for f in filenames:
             t = target / rel / f

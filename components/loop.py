@@ -30,36 +30,56 @@ from components.monitor import REPORTS_DIR
 log = logging.getLogger("scifolio.loop")
 
 
-def retrain(project, cfg, paths, if_drift: bool, log_dir: Path | None = None, reports_dir: Path = REPORTS_DIR,
-            dvc: str = "dvc") -> dict:
+def retrain(
+    project, cfg, paths, if_drift: bool, log_dir: Path | None = None, reports_dir: Path = REPORTS_DIR, dvc: str = "dvc"
+) -> dict:
     from components import monitor
 
-    started = dt.datetime.now(dt.timezone.utc)
-    record = {"project": project.name, "started_at": started.isoformat(timespec="seconds"),
-              "trigger": "drift" if if_drift else "schedule", "monitor": None}
+    started = dt.datetime.now(dt.UTC)
+    record = {
+        "project": project.name,
+        "started_at": started.isoformat(timespec="seconds"),
+        "trigger": "drift" if if_drift else "schedule",
+        "monitor": None,
+    }
     if if_drift:
         check = monitor.check(project, cfg, log_dir=log_dir, reports_dir=reports_dir)
         record["monitor"] = {k: check.get(k) for k in ("version", "drift", "status", "reasons", "report_dir")}
         if check["status"] == "no_champion":
             record["trigger"] = "no champion"
         elif not check["drift"]:
-            record.update(retrained=False, outcome="skipped", reason=f"no drift on champion v{check['version']}: "
-                          + ("; ".join(check["reasons"]) or "no column or embedding drifted"))
+            record.update(
+                retrained=False,
+                outcome="skipped",
+                reason=f"no drift on champion v{check['version']}: "
+                + ("; ".join(check["reasons"]) or "no column or embedding drifted"),
+            )
             return finish(project, cfg, record, reports_dir)
     decision_file = paths.registry / "decision.json"
     before = decision_file.stat().st_mtime_ns if decision_file.exists() else None
     command = [dvc, "repro", "--force", f"register@{project.name}"]
     log.info("retraining %s: %s", project.name, " ".join(command))
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+    }
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not decision_file.exists() or decision_file.stat().st_mtime_ns == before:
         tail = (proc.stderr or proc.stdout)[-2000:]
-        record.update(retrained=False, outcome="failed", reason=f"`{' '.join(command)}` exited {proc.returncode}: {tail}")
+        record.update(
+            retrained=False, outcome="failed", reason=f"`{' '.join(command)}` exited {proc.returncode}: {tail}"
+        )
         finish(project, cfg, record, reports_dir)
         raise RuntimeError(record["reason"])
     gate = json.loads(decision_file.read_text())
-    record.update(retrained=True, outcome="promoted" if gate["promoted"] else "refused", reason=gate["reason"],
-                  version=str(gate["version"]), gate=gate)
+    record.update(
+        retrained=True,
+        outcome="promoted" if gate["promoted"] else "refused",
+        reason=gate["reason"],
+        version=str(gate["version"]),
+        gate=gate,
+    )
     return finish(project, cfg, record, reports_dir)
 
 
@@ -69,16 +89,22 @@ def finish(project, cfg, record: dict, reports_dir: Path) -> dict:
 
     from components.tracking import stage_run
 
-    record["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    record["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with stage_run(project.name, "retrain", cfg, log_params=False) as run:
-        tags = {"loop.trigger": record["trigger"], "loop.outcome": record["outcome"], "loop.reason": record["reason"][:5000]}
+        tags = {
+            "loop.trigger": record["trigger"],
+            "loop.outcome": record["outcome"],
+            "loop.reason": record["reason"][:5000],
+        }
         if record.get("version"):
             tags["scifolio.model_version"] = record["version"]
         mlflow.set_tags(tags)
         mlflow.log_dict(record, "loop_decision.json")
         record["run_id"] = run.info.run_id
     stamp = record["started_at"].replace(":", "").replace("-", "")
-    atomic_write_text(Path(reports_dir) / project.name / "retrain" / f"{stamp}.json", json.dumps(record, indent=2) + "\n")
+    atomic_write_text(
+        Path(reports_dir) / project.name / "retrain" / f"{stamp}.json", json.dumps(record, indent=2) + "\n"
+    )
     log.info("%s loop: %s (%s)", project.name, record["outcome"], record["reason"][:300])
     print(json.dumps({k: record[k] for k in ("project", "trigger", "outcome", "reason")}), file=sys.stdout)
     return record

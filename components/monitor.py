@@ -31,8 +31,9 @@ import datetime as dt
 import json
 import logging
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -127,8 +128,9 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec, m
     )
     method = {c: ("chisquare" if c in spec.categorical else "wasserstein" if by_effect else "ks") for c in tested}
     threshold = {c: (mcfg.effect_size if method[c] == "wasserstein" else p_threshold) for c in tested}
-    embedding_methods = {name: ModelDriftMethod(bootstrap=True, quantile_probability=mcfg.embedding_quantile)
-                         for name in spec.embeddings}
+    embedding_methods = {
+        name: ModelDriftMethod(bootstrap=True, quantile_probability=mcfg.embedding_quantile) for name in spec.embeddings
+    }
     metrics = [ValueDrift(column=c, method=method[c], threshold=threshold[c]) for c in tested]
     metrics += [EmbeddingsDrift(embeddings_name=n, drift_method=m) for n, m in embedding_methods.items()]
     columns = [*tested, *embedding_cols]
@@ -141,8 +143,9 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec, m
         config = item["config"]
         if config.get("type", "").endswith("ValueDrift"):
             scores[config["column"]] = float(item["value"])
-    drifted = sorted(c for c, v in scores.items()
-                     if (v > threshold[c] if method[c] == "wasserstein" else v < threshold[c]))
+    drifted = sorted(
+        c for c, v in scores.items() if (v > threshold[c] if method[c] == "wasserstein" else v < threshold[c])
+    )
     inputs = [c for c in tested if c not in spec.outputs]
     outputs = [c for c in tested if c in spec.outputs]
     input_share, output_share = _share(drifted, inputs), _share(drifted, outputs)
@@ -154,9 +157,13 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, spec: FeatureSpec, m
     reasons = []
     if share > mcfg.drift_share:
         detail = ", ".join(f"{c} ({_describe(method[c], scores[c], threshold[c])})" for c in drifted[:6])
-        reasons.append(f"{len(drifted)} of {len(tested)} columns drifted (share {share:.2f} > {mcfg.drift_share}): "
-                       f"{detail}{', ...' if len(drifted) > 6 else ''}")
-    reasons += [f"embeddings {n}: domain-classifier AUROC {e['auroc']:.3f}" for n, e in embeddings.items() if e["drift"]]
+        reasons.append(
+            f"{len(drifted)} of {len(tested)} columns drifted (share {share:.2f} > {mcfg.drift_share}): "
+            f"{detail}{', ...' if len(drifted) > 6 else ''}"
+        )
+    reasons += [
+        f"embeddings {n}: domain-classifier AUROC {e['auroc']:.3f}" for n, e in embeddings.items() if e["drift"]
+    ]
     decision = {
         "drift": bool(reasons),
         "reasons": reasons,
@@ -209,34 +216,49 @@ def check(
     """
     import mlflow
 
-    from components.register import CHAMPION, load_python_model
+    from components.register import CHAMPION, champion_version, load_python_model
     from components.serve import DEFAULT_LOG_DIR, log_path
     from components.stages import atomic_dir
     from components.tracking import setup
-
-    from components.register import champion_version
 
     setup(project.name, cfg)
     client = mlflow.MlflowClient()
     entity = client.get_model_version(project.name, version) if version else champion_version(project.name)
     if entity is None:  # nothing deployed yet: nothing to compare (the loop then trains the first one)
         log.warning("%s: no registered champion to monitor", project.name)
-        return {"model": project.name, "version": None, "status": "no_champion", "drift": False, "items": 0,
-                "reasons": [f"no version of {project.name!r} has the alias {CHAMPION!r} yet"], "report_dir": None}
+        return {
+            "model": project.name,
+            "version": None,
+            "status": "no_champion",
+            "drift": False,
+            "items": 0,
+            "reasons": [f"no version of {project.name!r} has the alias {CHAMPION!r} yet"],
+            "report_dir": None,
+        }
     version = str(entity.version)
     mcfg = cfg.project.monitor
     python_model = python_model or load_python_model(f"models:/{project.name}/{version}")
     reference = load_reference(project.name, version) if reference is None else reference
     log_file = log_path(log_dir or DEFAULT_LOG_DIR, project.name, version)
     current = read_window(project, python_model, log_file, mcfg.window, request_prefix)
-    stamp = dt.datetime.now(dt.timezone.utc)
-    base = {"model": project.name, "version": version, "log_file": str(log_file),
-            "request_prefix": request_prefix, "checked_at": stamp.isoformat(timespec="seconds")}
+    stamp = dt.datetime.now(dt.UTC)
+    base = {
+        "model": project.name,
+        "version": version,
+        "log_file": str(log_file),
+        "request_prefix": request_prefix,
+        "checked_at": stamp.isoformat(timespec="seconds"),
+    }
     out = Path(reports_dir) / project.name / f"{stamp:%Y%m%dT%H%M%S%fZ}-v{version}"
     with atomic_dir(out) as tmp:
         if len(current) < mcfg.min_items:
-            decision = {**base, "drift": False, "status": "insufficient_data", "items": int(len(current)),
-                        "reasons": [f"{len(current)} item(s) in the log window, fewer than min_items={mcfg.min_items}"]}
+            decision = {
+                **base,
+                "drift": False,
+                "status": "insufficient_data",
+                "items": int(len(current)),
+                "reasons": [f"{len(current)} item(s) in the log window, fewer than min_items={mcfg.min_items}"],
+            }
         else:
             snapshot, compared = compare(reference, current, project.monitor_spec(python_model), mcfg)
             decision = {**base, "status": "checked", **compared}
@@ -250,8 +272,13 @@ def check(
         shutil.copytree(out, tmp, dirs_exist_ok=True)
     if log_to_mlflow:
         log_check(project, cfg, decision, out)
-    log.info("%s v%s: %s (%s)", project.name, version, "DRIFT" if decision["drift"] else "no drift",
-             "; ".join(decision["reasons"][:3]) or f"{decision['items']} items, nothing drifted")
+    log.info(
+        "%s v%s: %s (%s)",
+        project.name,
+        version,
+        "DRIFT" if decision["drift"] else "no drift",
+        "; ".join(decision["reasons"][:3]) or f"{decision['items']} items, nothing drifted",
+    )
     return decision
 
 
@@ -261,16 +288,26 @@ def log_check(project, cfg: Config, decision: dict, report_dir: Path) -> None:
     from components.tracking import stage_run
 
     with stage_run(project.name, "monitor", cfg, log_params=False) as run:
-        mlflow.set_tags({"scifolio.model_version": decision["version"], "monitor.drift": str(decision["drift"]).lower(),
-                         "monitor.status": decision["status"]})
-        numbers = {k: decision[k] for k in ("items", "drift_share", "input_drift_share", "output_drift_share") if k in decision}
+        mlflow.set_tags(
+            {
+                "scifolio.model_version": decision["version"],
+                "monitor.drift": str(decision["drift"]).lower(),
+                "monitor.status": decision["status"],
+            }
+        )
+        numbers = {
+            k: decision[k] for k in ("items", "drift_share", "input_drift_share", "output_drift_share") if k in decision
+        }
         mlflow.log_metrics({f"monitor/{k}": float(v) for k, v in numbers.items()})
         for name, e in decision.get("embeddings", {}).items():
             mlflow.log_metric(f"monitor/embeddings/{name}/auroc", e["auroc"])
         mlflow.log_artifacts(str(report_dir), "monitoring")
         client = mlflow.MlflowClient()
-        for key, value in {"monitor.last_drift": str(decision["drift"]).lower(), "monitor.last_run_id": run.info.run_id,
-                           "monitor.last_checked": decision["checked_at"]}.items():
+        for key, value in {
+            "monitor.last_drift": str(decision["drift"]).lower(),
+            "monitor.last_run_id": run.info.run_id,
+            "monitor.last_checked": decision["checked_at"],
+        }.items():
             client.set_model_version_tag(project.name, decision["version"], key, value)
 
 
@@ -298,8 +335,10 @@ def load_reference(name: str, version: str) -> pd.DataFrame:
     entity = mlflow.MlflowClient().get_model_version(name, version)
     uri = entity.tags.get("monitor.reference")
     if not uri:
-        raise RuntimeError(f"{name} v{version} has no reference profile (tag monitor.reference): register it again "
-                           "with this version of scifolio")
+        raise RuntimeError(
+            f"{name} v{version} has no reference profile (tag monitor.reference): register it again "
+            "with this version of scifolio"
+        )
     return pd.read_parquet(mlflow.artifacts.download_artifacts(uri))
 
 

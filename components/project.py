@@ -43,7 +43,7 @@ class Paths:
     root: Path
 
     @classmethod
-    def of(cls, project: str, data_dir: Path = Path("data")) -> "Paths":
+    def of(cls, project: str, data_dir: Path = Path("data")) -> Paths:
         return cls(Path(data_dir) / project)
 
     raw = property(lambda self: self.root / "raw")  # as downloaded / generated

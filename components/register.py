@@ -141,12 +141,23 @@ def _gate(name: str, version: str, metric: Metric, margin: float, score) -> Deci
     challenger_score = float(score(load_python_model(f"models:/{name}/{version}")))
     current = champion_version(name)
     if not math.isfinite(challenger_score):  # a diverged model never becomes champion
-        decision = Decision(name, version, False, f"challenger {metric.name} is not finite ({challenger_score})",
-                            metric.name, challenger_score, current and current.version, None, margin)
+        decision = Decision(
+            name,
+            version,
+            False,
+            f"challenger {metric.name} is not finite ({challenger_score})",
+            metric.name,
+            challenger_score,
+            current and current.version,
+            None,
+            margin,
+        )
     elif current is None:
         decision = Decision(name, version, True, "no champion yet", metric.name, challenger_score, None, None, margin)
     elif current.version == version:
-        decision = Decision(name, version, True, "already champion", metric.name, challenger_score, version, challenger_score, margin)
+        decision = Decision(
+            name, version, True, "already champion", metric.name, challenger_score, version, challenger_score, margin
+        )
     else:
         champion_score = float(score(load_python_model(f"models:/{name}/{current.version}")))
         better = metric.better(challenger_score, champion_score, margin)
@@ -155,7 +166,9 @@ def _gate(name: str, version: str, metric: Metric, margin: float, score) -> Deci
             f"challenger v{version} {metric.name}={challenger_score:.5f} {verb} champion v{current.version} "
             f"{metric.name}={champion_score:.5f} by more than the margin {margin} ({metric.direction})"
         )
-        decision = Decision(name, version, better, reason, metric.name, challenger_score, current.version, champion_score, margin)
+        decision = Decision(
+            name, version, better, reason, metric.name, challenger_score, current.version, champion_score, margin
+        )
     record(decision)
     return decision
 

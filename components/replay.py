@@ -85,9 +85,20 @@ def server_info(url: str) -> dict:
     return health.json()
 
 
-def run_replays(project, cfg, prepared_dir: Path, url: str, streams: list[str], replays: int, items: int,
-                seed: int = 0, reports_dir: Path | None = None, write_html: bool = True, log_to_mlflow: bool = True,
-                batch: int = 8) -> list[ReplayResult]:
+def run_replays(
+    project,
+    cfg,
+    prepared_dir: Path,
+    url: str,
+    streams: list[str],
+    replays: int,
+    items: int,
+    seed: int = 0,
+    reports_dir: Path | None = None,
+    write_html: bool = True,
+    log_to_mlflow: bool = True,
+    batch: int = 8,
+) -> list[ReplayResult]:
     """`replays` replays of each stream against the server at `url`; one drift check per replay."""
     import requests
 
@@ -111,13 +122,29 @@ def run_replays(project, cfg, prepared_dir: Path, url: str, streams: list[str], 
                 for j, request in enumerate(_batches(requests_, batch)):
                     statuses.append(post(session, url, request, f"{prefix}{j}"))
                 decision = monitor.check(
-                    project, cfg, version=version, log_dir=log_dir, reports_dir=reports_dir or monitor.REPORTS_DIR,
-                    request_prefix=prefix, write_html=write_html, log_to_mlflow=log_to_mlflow,
-                    python_model=python_model, reference=reference,
+                    project,
+                    cfg,
+                    version=version,
+                    log_dir=log_dir,
+                    reports_dir=reports_dir or monitor.REPORTS_DIR,
+                    request_prefix=prefix,
+                    write_html=write_html,
+                    log_to_mlflow=log_to_mlflow,
+                    python_model=python_model,
+                    reference=reference,
                 )
-                results.append(ReplayResult(stream, i, len(statuses), len(requests_),
-                                            sum(s != 200 for s in statuses), bool(decision["drift"]),
-                                            decision["reasons"], time.perf_counter() - start))
+                results.append(
+                    ReplayResult(
+                        stream,
+                        i,
+                        len(statuses),
+                        len(requests_),
+                        sum(s != 200 for s in statuses),
+                        bool(decision["drift"]),
+                        decision["reasons"],
+                        time.perf_counter() - start,
+                    )
+                )
     return results
 
 
@@ -132,8 +159,12 @@ def summary(results: list[ReplayResult]) -> pd.DataFrame:
     """Per stream: replays, share flagged (detection power, or false-alarm rate for `unshifted`)."""
     frame = pd.DataFrame([dataclasses.asdict(r) for r in results])
     table = frame.groupby("stream", sort=False).agg(
-        replays=("replay", "count"), items_per_replay=("items", "median"), flagged=("drift", "sum"),
-        failed_requests=("failed", "sum"), seconds_per_replay=("seconds", "mean"))
+        replays=("replay", "count"),
+        items_per_replay=("items", "median"),
+        flagged=("drift", "sum"),
+        failed_requests=("failed", "sum"),
+        seconds_per_replay=("seconds", "mean"),
+    )
     table["flagged_share"] = table["flagged"] / table["replays"]
     table["measures"] = ["false-alarm rate" if s == "unshifted" else "detection power" for s in table.index]
     return table.reset_index()

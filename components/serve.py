@@ -45,14 +45,12 @@ the server - may lose the last records still in the page cache); `fsync=True` tr
 durability.
 """
 
-
 import argparse
 import datetime as dt
 import fcntl
 import ipaddress
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -61,6 +59,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from components.io import jsonable
 
 log = logging.getLogger("scifolio.serve")
 
@@ -131,38 +131,6 @@ def read_log(path: Path) -> list[dict]:
 # ---- DataFrames <-> JSON --------------------------------------------------------------------
 
 
-def jsonable(value: Any) -> Any:
-    """Plain JSON values: numpy scalars unboxed, NaN/inf -> None, timestamps -> ISO strings."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if type(value).__name__ in ("NaTType", "NAType"):
-        return None
-    if hasattr(value, "isoformat"):  # pandas Timestamp/Timedelta-like
-        return value.isoformat()
-    if type(value).__name__ == "datetime64":  # numpy's tolist() would give nanoseconds as an int
-        import pandas as pd
-
-        return jsonable(pd.Timestamp(value))
-    if hasattr(value, "tolist"):  # numpy scalar or array
-        return jsonable(value.tolist())
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return str(value)
-
-
 def frame_records(frame) -> list[dict]:
     """A DataFrame as JSON-ready records, datetime columns as ISO strings, NaN/NaT as null."""
     import pandas as pd
@@ -184,20 +152,30 @@ def summarize_frame(frame) -> dict:
         series = frame[column]
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             stats[str(column)] = {
-                "count": int(series.count()), "nulls": int(series.isna().sum()),
-                "mean": series.mean(), "std": series.std(), "min": series.min(), "max": series.max(),
+                "count": int(series.count()),
+                "nulls": int(series.isna().sum()),
+                "mean": series.mean(),
+                "std": series.std(),
+                "min": series.min(),
+                "max": series.max(),
             }
         else:
-            stats[str(column)] = {"count": int(series.count()), "nulls": int(series.isna().sum()), "unique": int(series.nunique())}
-    return jsonable({
-        "summary": True,
-        "rows": len(frame),
-        "columns": [str(c) for c in frame.columns],
-        "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
-        "head": frame_records(frame.head(SUMMARY_ROWS)),
-        "tail": frame_records(frame.tail(SUMMARY_ROWS)),
-        "stats": stats,
-    })
+            stats[str(column)] = {
+                "count": int(series.count()),
+                "nulls": int(series.isna().sum()),
+                "unique": int(series.nunique()),
+            }
+    return jsonable(
+        {
+            "summary": True,
+            "rows": len(frame),
+            "columns": [str(c) for c in frame.columns],
+            "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
+            "head": frame_records(frame.head(SUMMARY_ROWS)),
+            "tail": frame_records(frame.tail(SUMMARY_ROWS)),
+            "stats": stats,
+        }
+    )
 
 
 def loggable(frame, max_cells: int = MAX_LOGGED_CELLS):
@@ -258,7 +236,9 @@ def parse_body(body: bytes, input_schema=None):
     except (UnicodeDecodeError, ValueError) as err:
         raise RequestError(400, f"the body is not valid JSON: {err}") from None
     if not isinstance(payload, dict):
-        raise RequestError(400, f"the body must be a JSON object with one of {list(FORMATS)}, got a JSON {type(payload).__name__}")
+        raise RequestError(
+            400, f"the body must be a JSON object with one of {list(FORMATS)}, got a JSON {type(payload).__name__}"
+        )
     formats = [key for key in FORMATS if key in payload]
     unknown = sorted(set(payload) - set(ALLOWED_KEYS))
     if len(formats) != 1 or unknown:
@@ -269,7 +249,9 @@ def parse_body(body: bytes, input_schema=None):
         raise RequestError(400, f"'params' must be a JSON object, got a JSON {type(params).__name__}")
     key = formats[0]
     try:
-        frame = dataframe_from_parsed_json(payload[key], pandas_orient=key.removeprefix("dataframe_"), schema=input_schema)
+        frame = dataframe_from_parsed_json(
+            payload[key], pandas_orient=key.removeprefix("dataframe_"), schema=input_schema
+        )
     except MlflowFailedTypeConversion as err:  # a table whose values do not fit the signature
         raise RequestError(422, err.message) from None
     except MlflowException as err:  # not a table in that orientation (wrong type, ragged rows, ...)
@@ -286,7 +268,9 @@ def check_frame(frame, input_schema) -> None:
     if input_schema is not None and input_schema.has_input_names():
         missing = [c for c in input_schema.required_input_names() if c not in frame.columns]
         if missing:
-            raise RequestError(422, f"missing required column(s) {missing}; the model's inputs are {input_schema.input_names()}")
+            raise RequestError(
+                422, f"missing required column(s) {missing}; the model's inputs are {input_schema.input_names()}"
+            )
 
 
 def is_loopback(host: str) -> bool:
@@ -304,8 +288,16 @@ def is_loopback(host: str) -> bool:
 class ModelService:
     """The loaded model version plus its inference log; `invoke` is what POST /invocations runs."""
 
-    def __init__(self, model_name: str, alias: str, version: str | None, log_dir: Path,
-                 tracking_uri: str | None, fsync: bool, max_logged_cells: int):
+    def __init__(
+        self,
+        model_name: str,
+        alias: str,
+        version: str | None,
+        log_dir: Path,
+        tracking_uri: str | None,
+        fsync: bool,
+        max_logged_cells: int,
+    ):
         import mlflow
 
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
@@ -330,9 +322,14 @@ class ModelService:
 
     def health(self) -> dict:
         return {
-            "status": "ok", "model": self.name, "version": self.version, "alias": self.alias,
-            "data_version": self.tags.get("scifolio.data_version"), "log_file": str(self.log_file),
-            "requests": self.served, "log_errors": self.log_errors,
+            "status": "ok",
+            "model": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "data_version": self.tags.get("scifolio.data_version"),
+            "log_file": str(self.log_file),
+            "requests": self.served,
+            "log_errors": self.log_errors,
         }
 
     def metadata(self) -> dict:
@@ -340,10 +337,16 @@ class ModelService:
             return s.to_dict() if s is not None else None
 
         return {
-            "model": self.name, "version": self.version, "alias": self.alias,
-            "model_uri": f"models:/{self.name}/{self.version}", "run_id": self.entity.run_id,
-            "signature": {"inputs": schema(self.input_schema), "outputs": schema(self.output_schema),
-                          "params": schema(self.params_schema)},
+            "model": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "model_uri": f"models:/{self.name}/{self.version}",
+            "run_id": self.entity.run_id,
+            "signature": {
+                "inputs": schema(self.input_schema),
+                "outputs": schema(self.output_schema),
+                "params": schema(self.params_schema),
+            },
             "tags": self.tags,
         }
 
@@ -371,8 +374,15 @@ class ModelService:
             message = short(f"internal error: {type(err).__name__}: {err}")
             return 500, {"error": message}, frame, None, message
 
-    def invoke(self, body: bytes | None, started: float, client_request_id: str | None,
-               status: int | None = None, error: str | None = None, body_bytes: int | None = None):
+    def invoke(
+        self,
+        body: bytes | None,
+        started: float,
+        client_request_id: str | None,
+        status: int | None = None,
+        error: str | None = None,
+        body_bytes: int | None = None,
+    ):
         """Predict (unless `status` is already decided, e.g. 413), log one line, return the answer."""
         request_id = str(uuid.uuid4())
         frame = outputs = None
@@ -382,7 +392,7 @@ class ModelService:
             payload = {"error": error}
         latency_ms = (time.perf_counter() - started) * 1000.0
         record = {
-            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(),
             "request_id": request_id,
             "client_request_id": client_request_id,
             "model": self.name,
@@ -411,7 +421,10 @@ def loggable_inputs(frame, body: bytes | None, max_cells: int):
     if frame is not None:
         return loggable(frame, max_cells)
     if body:
-        return {"unparsed": True, "excerpt": body[:BODY_EXCERPT_CHARS * 4].decode("utf-8", "replace")[:BODY_EXCERPT_CHARS]}
+        return {
+            "unparsed": True,
+            "excerpt": body[: BODY_EXCERPT_CHARS * 4].decode("utf-8", "replace")[:BODY_EXCERPT_CHARS],
+        }
     return None
 
 
@@ -449,10 +462,20 @@ def create_app(
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import JSONResponse
 
-    service = ModelService(model_name, alias, None if version is None else str(version), Path(log_dir),
-                           tracking_uri, fsync, max_logged_cells)
-    app = FastAPI(title=f"scifolio: {model_name}", version=service.version,
-                  description=f"models:/{model_name}/{service.version} (alias {alias} at start)")
+    service = ModelService(
+        model_name,
+        alias,
+        None if version is None else str(version),
+        Path(log_dir),
+        tracking_uri,
+        fsync,
+        max_logged_cells,
+    )
+    app = FastAPI(
+        title=f"scifolio: {model_name}",
+        version=service.version,
+        description=f"models:/{model_name}/{service.version} (alias {alias} at start)",
+    )
     app.state.service = service
 
     @app.exception_handler(Exception)
@@ -501,7 +524,8 @@ def app_from_env():
     """uvicorn factory for `serve(workers>1)`: each worker builds the app from SCIFOLIO_SERVE_*."""
     env = os.environ
     return create_app(
-        env[f"{ENV_PREFIX}MODEL"], env.get(f"{ENV_PREFIX}ALIAS", "champion"),
+        env[f"{ENV_PREFIX}MODEL"],
+        env.get(f"{ENV_PREFIX}ALIAS", "champion"),
         Path(env.get(f"{ENV_PREFIX}LOG_DIR", str(DEFAULT_LOG_DIR))),
         version=env.get(f"{ENV_PREFIX}VERSION") or None,
         tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
@@ -542,13 +566,25 @@ def serve(
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     version = mlflow.MlflowClient(tracking_uri=uri).get_model_version_by_alias(model_name, alias).version
-    os.environ.update({
-        f"{ENV_PREFIX}MODEL": model_name, f"{ENV_PREFIX}ALIAS": alias, f"{ENV_PREFIX}VERSION": str(version),
-        f"{ENV_PREFIX}LOG_DIR": str(Path(log_dir).absolute()), f"{ENV_PREFIX}FSYNC": "1" if fsync else "0",
-        "MLFLOW_TRACKING_URI": uri,
-    })
-    uvicorn.run("components.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
-                access_log=access_log, log_level="info")
+    os.environ.update(
+        {
+            f"{ENV_PREFIX}MODEL": model_name,
+            f"{ENV_PREFIX}ALIAS": alias,
+            f"{ENV_PREFIX}VERSION": str(version),
+            f"{ENV_PREFIX}LOG_DIR": str(Path(log_dir).absolute()),
+            f"{ENV_PREFIX}FSYNC": "1" if fsync else "0",
+            "MLFLOW_TRACKING_URI": uri,
+        }
+    )
+    uvicorn.run(
+        "components.serve:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level="info",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -568,11 +604,21 @@ def main(argv: list[str] | None = None) -> int:
     quiet_environment()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        serve(args.model, args.alias, args.host, args.port, args.log_dir, args.workers,
-              allow_remote=args.allow_remote, fsync=args.fsync, access_log=not args.no_access_log)
+        serve(
+            args.model,
+            args.alias,
+            args.host,
+            args.port,
+            args.log_dir,
+            args.workers,
+            allow_remote=args.allow_remote,
+            fsync=args.fsync,
+            access_log=not args.no_access_log,
+        )
     except RemoteBindRefused:
         return 2
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,18 +9,15 @@ leaves an output that DVC or a later stage would take for complete), and logs to
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import yaml
 
 from components.config import Config
-from components.evaluate import atomic_write_text
+from components.io import atomic_dir
 from components.project import Paths, Project
 
 log = logging.getLogger("scifolio.stages")
@@ -28,32 +25,11 @@ log = logging.getLogger("scifolio.stages")
 STAGES = ("pull", "validate", "prepare", "tune", "train", "evaluate", "register")
 
 
-@contextlib.contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `target`; on success it replaces `target`."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    tmp.chmod(0o755)  # mkdtemp makes it private; stage outputs are ordinary folders
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def data_version(paths: Paths) -> str:
     try:
         return paths.data_version_file.read_text().strip()
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{paths.data_version_file}: missing; run the validate stage first"
-        ) from None
+        raise FileNotFoundError(f"{paths.data_version_file}: missing; run the validate stage first") from None
 
 
 def read_json(path: Path, stage: str) -> dict:
@@ -89,7 +65,9 @@ def validate(project: Project, cfg: Config, paths: Paths):
     version = hash_files(paths.raw) if result.success else None
     with stage_run(project.name, "validate", cfg, version):
         mlflow.log_artifacts(str(paths.validation), "validation")
-        mlflow.log_metrics({"validation/expectations": result.n_expectations, "validation/failures": len(result.failures)})
+        mlflow.log_metrics(
+            {"validation/expectations": result.n_expectations, "validation/failures": len(result.failures)}
+        )
         mlflow.set_tag("validation.success", str(result.success).lower())
     if not result.success:
         raise ValidationFailed(result)
@@ -125,17 +103,30 @@ def tune(project: Project, cfg: Config, paths: Paths):
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
             module = project.build_module(cfg, datamodule, params)
             trainer = make_trainer(
-                section.train, tmp / "trial", max_epochs=section.tune.max_epochs,
-                run_id=trial_run_id, callbacks=callbacks, enable_checkpointing=False,
+                section.train,
+                tmp / "trial",
+                max_epochs=section.tune.max_epochs,
+                run_id=trial_run_id,
+                callbacks=callbacks,
+                enable_checkpointing=False,
             )
             trainer.fit(module, datamodule=datamodule)
             return float(trainer.early_stopping_callback.best_score)
 
         study_name = section.tune.study_name or f"{project.name}-{version[:12]}"
-        result = run_study(objective_fit, lambda trial: project.search_space(cfg, trial), section.tune, study_name, tmp / "optuna.journal", cfg.seed)
+        result = run_study(
+            objective_fit,
+            lambda trial: project.search_space(cfg, trial),
+            section.tune,
+            study_name,
+            tmp / "optuna.journal",
+            cfg.seed,
+        )
         shutil.rmtree(tmp / "trial", ignore_errors=True)
         mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})
-        mlflow.log_metrics({"best/val/loss": result.best_value, "trials/complete": result.n_complete, "trials/pruned": result.n_pruned})
+        mlflow.log_metrics(
+            {"best/val/loss": result.best_value, "trials/complete": result.n_complete, "trials/pruned": result.n_pruned}
+        )
         best = {
             "params": result.best_params,
             "value": result.best_value,
@@ -172,7 +163,9 @@ def train(project: Project, cfg: Config, paths: Paths) -> dict:
         load_best_weights(module, result.best_checkpoint)
         project.export(cfg, module, paths.prepared, tmp)
         mlflow.log_artifact(str(result.best_checkpoint), "checkpoints")
-        mlflow.log_metrics({"best/val/loss": result.best_score, "train/seconds": result.seconds, "train/epochs": result.epochs})
+        mlflow.log_metrics(
+            {"best/val/loss": result.best_score, "train/seconds": result.seconds, "train/epochs": result.epochs}
+        )
         import pandas as pd
 
         pd.DataFrame(result.history).to_csv(tmp / "history.csv", index=False)
@@ -246,16 +239,26 @@ def register(project: Project, cfg: Config, paths: Paths):
     metrics = read_metrics(paths.evaluation / "metrics.json")
     spec = project.pyfunc(paths.model)
     with stage_run(project.name, "register", cfg, run_id=info["run_id"]), atomic_dir(paths.registry) as tmp:
-        card = model_card(project.name, project.description, project.limitations, info["data_version"], metrics, info["hparams"])
+        card = model_card(
+            project.name, project.description, project.limitations, info["data_version"], metrics, info["hparams"]
+        )
         version = log_pyfunc(project.name, spec, card, code_paths=None)
         client = mlflow.MlflowClient()
         client.set_model_version_tag(project.name, version.version, "scifolio.data_version", info["data_version"])
         client.set_model_version_tag(project.name, version.version, "scifolio.profile", cfg.profile)
         # what the monitor will compare this version's traffic with, answered by the registered model itself
         registered = load_python_model(f"models:/{project.name}/{version.version}")
-        log_reference(project.name, version.version, reference_profile(project, cfg, paths.prepared, registered), tmp / "reference")
+        log_reference(
+            project.name,
+            version.version,
+            reference_profile(project, cfg, paths.prepared, registered),
+            tmp / "reference",
+        )
         decision = gate(
-            project.name, version.version, project.primary_metric, cfg.project.register.margin,
+            project.name,
+            version.version,
+            project.primary_metric,
+            cfg.project.register.margin,
             lambda python_model: project.score(python_model, cfg, paths.prepared),
         )
         write_decision(decision, tmp)

@@ -84,8 +84,8 @@ def make_trainer(
         )
     logger: Any = False
     if run_id:
-        from lightning.pytorch.loggers import MLFlowLogger
         import mlflow
+        from lightning.pytorch.loggers import MLFlowLogger
 
         logger = MLFlowLogger(tracking_uri=mlflow.get_tracking_uri(), run_id=run_id, log_model=False)
     if progress_bar is None:  # a bar in a terminal, quiet in CI logs and DVC pipes
@@ -104,7 +104,9 @@ def make_trainer(
     )
 
 
-def fit(module, datamodule, train: TrainConfig, checkpoint_dir: Path, seed: int, run_id: str | None = None) -> FitResult:
+def fit(
+    module, datamodule, train: TrainConfig, checkpoint_dir: Path, seed: int, run_id: str | None = None
+) -> FitResult:
     """Train with early stopping; the best checkpoint is kept at checkpoint_dir/best.ckpt."""
     import time
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from components.io import atomic_write, jsonable
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -77,7 +76,7 @@ class ValidationResult:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["n_failures"] = len(self.failures)
-        return _jsonable(d)
+        return jsonable(d)
 
     def summary_markdown(self) -> str:
         status = "PASSED" if self.success else "FAILED"
@@ -113,11 +112,11 @@ class ValidationResult:
                     lines.append(f"- expectation: {_md(f.description)}")
                 args = {k: v for k, v in f.kwargs.items() if k != "column"}
                 if args:
-                    lines.append(f"- arguments: `{json.dumps(_jsonable(args))}`")
+                    lines.append(f"- arguments: `{json.dumps(jsonable(args))}`")
                 if f.unexpected_count is not None:
                     lines.append(f"- unexpected values: {f.unexpected_count}")
                 if f.observed is not None:
-                    lines.append(f"- observed: `{json.dumps(_jsonable(f.observed))}`")
+                    lines.append(f"- observed: `{json.dumps(jsonable(f.observed))}`")
                 if f.error:
                     lines.append(f"- error: {_md(f.error)}")
                 if f.examples:
@@ -161,9 +160,7 @@ def read_failure(check: str, file: Path | str, reason: str) -> ValidationFailed:
         n_expectations=1,
         failures=[failure],
         checks=[check],
-        check_summaries=[
-            {"name": check, "file": str(file), "rows": 0, "expectations": 1, "failed": 1}
-        ],
+        check_summaries=[{"name": check, "file": str(file), "rows": 0, "expectations": 1, "failed": 1}],
     )
     return ValidationFailed(result)
 
@@ -181,9 +178,7 @@ def run_checks(checks: list[Check]) -> ValidationResult:
     gx_logger.setLevel(logging.ERROR)
     try:
         context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(
-            globally=False, metric_calculations=False
-        )
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         datasource = context.data_sources.add_pandas(name="scifolio_validate")
 
         failures: list[Failure] = []
@@ -224,7 +219,7 @@ def run_checks(checks: list[Check]) -> ValidationResult:
 
 def _expectation_key(config: Any) -> str:
     kwargs = {k: v for k, v in dict(config.kwargs).items() if k != "batch_id"}
-    return config.type + json.dumps(_jsonable(kwargs), sort_keys=True)
+    return config.type + json.dumps(jsonable(kwargs), sort_keys=True)
 
 
 def _in_suite_order(suite: Any, results: list) -> list:
@@ -254,7 +249,7 @@ def _to_failure(check: Check, r: Any) -> Failure:
                 keys = [k for k in idx if k != column] or list(idx)
                 idx = idx[keys[-1]]
             value = values[j] if j < len(values) else None
-            examples.append({"line": _jsonable(idx), "value": _jsonable(value)})
+            examples.append({"line": jsonable(idx), "value": jsonable(value)})
 
     error = None
     exception_info = r.exception_info or {}
@@ -272,10 +267,10 @@ def _to_failure(check: Check, r: Any) -> Failure:
         file=str(check.file),
         expectation=config.type,
         column=column,
-        kwargs=_jsonable(kwargs),
+        kwargs=jsonable(kwargs),
         unexpected_count=None if count is None else int(count),
         examples=examples,
-        observed=_jsonable(result.get("observed_value")) if "observed_value" in result else None,
+        observed=jsonable(result.get("observed_value")) if "observed_value" in result else None,
         description=getattr(config, "description", None) or None,
         error=error,
     )
@@ -362,9 +357,7 @@ def _failure_paragraph(f: Failure) -> str:
             lines = ", ".join(str(ex["line"]) for ex in f.examples)
             shown = f"line{'s' if len(f.examples) > 1 else ''} {lines}"
         else:
-            shown = "; ".join(
-                f"line {ex['line']}: value {_fmt_value(ex['value'])}" for ex in f.examples
-            )
+            shown = "; ".join(f"line {ex['line']}: value {_fmt_value(ex['value'])}" for ex in f.examples)
         n = f.unexpected_count if f.unexpected_count is not None else len(f.examples)
         more = f" (+{n - len(f.examples)} more, {n} in all)" if n > len(f.examples) else ""
         text = f"{head}, {shown}{more}: {_problem(f)}"
@@ -384,57 +377,6 @@ def write_report(result: ValidationResult, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "validation.json"
     md_path = out_dir / "validation.md"
-    _atomic_write(json_path, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
-    _atomic_write(md_path, result.summary_markdown())
+    atomic_write(json_path, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+    atomic_write(md_path, result.summary_markdown())
     return json_path, md_path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain-JSON version of GX/numpy/pandas values (NaN/NaT -> None, timestamps -> ISO)."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else float(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    # numpy / pandas scalars without importing them eagerly
-    type_name = type(value).__name__
-    if type_name in ("NaTType", "NAType"):
-        return None
-    if type_name in ("datetime64", "timedelta64"):  # .item() would give raw integers
-        return None if str(value) in ("NaT", "nat") else str(value)
-    if hasattr(value, "isoformat"):  # datetime / pd.Timestamp as written in files
-        try:
-            return value.isoformat(sep=" ")
-        except TypeError:  # date, time
-            return value.isoformat()
-    if hasattr(value, "item"):  # numpy scalar
-        try:
-            return _jsonable(value.item())
-        except (TypeError, ValueError):
-            pass
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    return str(value)

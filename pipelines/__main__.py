@@ -10,8 +10,8 @@ components/monitor.py), `replay` (send a stream to the server and check it, comp
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 import sys
 import time
 import warnings
@@ -29,20 +29,36 @@ COMMANDS = ("serve", "monitor", "replay", "retrain")  # on the deployed version,
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.splitlines()[0])
     parser.add_argument("project", choices=sorted(PROJECTS))
-    parser.add_argument("stage", choices=[*STAGES, "all", *COMMANDS],
-                        help="serve: the champion over REST on 127.0.0.1:5050; monitor: drift report of its log; "
-                             "replay: send a stream to the server; retrain: the retraining loop")
+    parser.add_argument(
+        "stage",
+        choices=[*STAGES, "all", *COMMANDS],
+        help="serve: the champion over REST on 127.0.0.1:5050; monitor: drift report of its log; "
+        "replay: send a stream to the server; retrain: the retraining loop",
+    )
     parser.add_argument("--profile", choices=["demo", "full"], help="overrides params.yaml's profile")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a params.yaml key, e.g. --set energy.train.lr=0.001 (repeatable)")
-    parser.add_argument("--overrides", dest="overrides_text", default="", metavar="'K=V K=V'",
-                        help="space-separated overrides in one argument (for MLproject parameters)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params.yaml key, e.g. --set energy.train.lr=0.001 (repeatable)",
+    )
+    parser.add_argument(
+        "--overrides",
+        dest="overrides_text",
+        default="",
+        metavar="'K=V K=V'",
+        help="space-separated overrides in one argument (for MLproject parameters)",
+    )
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="the params file (default: params.yaml)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the stage folders")
     parser.add_argument("--skip", action="append", default=[], choices=STAGES, help="with `all`: stages to skip")
     deployed = parser.add_argument_group("serve / monitor / replay / retrain")
     deployed.add_argument("--port", type=int, default=5050, help="serve: port on 127.0.0.1")
-    deployed.add_argument("--log-dir", type=Path, default=None, help="the inference logs (default monitoring/inference)")
+    deployed.add_argument(
+        "--log-dir", type=Path, default=None, help="the inference logs (default monitoring/inference)"
+    )
     deployed.add_argument("--reports-dir", type=Path, default=Path("monitoring/reports"), help="monitor: report root")
     deployed.add_argument("--version", default=None, help="monitor: model version (default: the champion)")
     deployed.add_argument("--if-drift", action="store_true", help="retrain: only when the monitor flags drift")
@@ -114,7 +130,11 @@ def run_command(args, project, cfg, paths) -> int:
         from components.monitor import check
 
         decision = check(project, cfg, version=args.version, log_dir=args.log_dir, reports_dir=args.reports_dir)
-        print(json.dumps({k: decision.get(k) for k in ("model", "version", "status", "drift", "items", "reasons", "report_dir")}))
+        print(
+            json.dumps(
+                {k: decision.get(k) for k in ("model", "version", "status", "drift", "items", "reasons", "report_dir")}
+            )
+        )
     elif args.stage == "retrain":
         from components.loop import retrain
 
@@ -126,8 +146,17 @@ def run_command(args, project, cfg, paths) -> int:
         unknown = sorted(set(streams) - set(project.replay_streams))
         if unknown:
             raise ValueError(f"unknown stream(s) {unknown}; {project.name} has {list(project.replay_streams)}")
-        results = run_replays(project, cfg, paths.prepared, args.url.rstrip("/"), streams, args.replays, args.items,
-                              args.seed, reports_dir=args.reports_dir)
+        results = run_replays(
+            project,
+            cfg,
+            paths.prepared,
+            args.url.rstrip("/"),
+            streams,
+            args.replays,
+            args.items,
+            args.seed,
+            reports_dir=args.reports_dir,
+        )
         print(summary(results).to_string(index=False))
     return 0
 

@@ -66,9 +66,7 @@ def read_cells(path: Path) -> pd.DataFrame:
                 encoding="utf-8",
             )
     except UnicodeDecodeError as exc:
-        raise read_failure(
-            check, path, f"not UTF-8 text (binary?): byte {exc.start} cannot be decoded"
-        ) from None
+        raise read_failure(check, path, f"not UTF-8 text (binary?): byte {exc.start} cannot be decoded") from None
     except pd.errors.EmptyDataError:
         raise read_failure(check, path, "no CSV header line (the file is blank)") from None
     except (pd.errors.ParserError, ValueError) as exc:
@@ -78,8 +76,7 @@ def read_cells(path: Path) -> pd.DataFrame:
             raise read_failure(
                 check,
                 path,
-                "cannot be parsed as CSV: the data rows have more fields than the header "
-                f"(line 1) ({w.message})",
+                f"cannot be parsed as CSV: the data rows have more fields than the header (line 1) ({w.message})",
             )
 
     frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
@@ -123,9 +120,7 @@ def _cells_suite(path: Path, schema: CsvSchema, cells: pd.DataFrame, gx) -> gx.E
             )
     if schema.time_column in present:
         exps.append(
-            gxe.ExpectColumnValuesToMatchStrftimeFormat(
-                column=schema.time_column, strftime_format=schema.time_format
-            )
+            gxe.ExpectColumnValuesToMatchStrftimeFormat(column=schema.time_column, strftime_format=schema.time_format)
         )
     return gx.ExpectationSuite(name=f"{path.name} cells", expectations=exps)
 
@@ -167,14 +162,10 @@ def _series_check(path: Path, schema: CsvSchema, cells: pd.DataFrame, gx) -> Che
             continue
         series[col] = pd.to_numeric(cells[col], errors="coerce")
         exps.append(
-            gxe.ExpectColumnValuesToNotBeNull(
-                column=col, description="no number could be parsed from the cell"
-            )
+            gxe.ExpectColumnValuesToNotBeNull(column=col, description="no number could be parsed from the cell")
         )
         if col in schema.ranges:
             lo, hi = schema.ranges[col]
-            exps.append(
-                gxe.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi)
-            )
+            exps.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi))
     suite = gx.ExpectationSuite(name=f"{path.name} series", expectations=exps)
     return Check(f"{path.name} series", path, series, suite)

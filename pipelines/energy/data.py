@@ -64,7 +64,12 @@ def prepare(stamps, values: np.ndarray, columns, split, freq_seconds: int, out_d
         timestamps=stamps[: borders[-1]].asi8,
         borders=np.asarray(borders),
     )
-    scaler = {"columns": list(columns), "mean": mean.tolist(), "scale": scale.tolist(), "fitted_on_rows": [0, borders[0]]}
+    scaler = {
+        "columns": list(columns),
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "fitted_on_rows": [0, borders[0]],
+    }
     (out_dir / "scaler.json").write_text(json.dumps(scaler, indent=2) + "\n")
     starts = (0, *borders[:-1])
     return {
@@ -122,8 +127,12 @@ def make_datamodule(prepared_dir: Path, seq_len: int, horizon: int, batch_size: 
 
         def _loader(self, split: str, shuffle: bool) -> DataLoader:
             return DataLoader(
-                self.windows[split], batch_size=batch_size, shuffle=shuffle, drop_last=False,
-                num_workers=num_workers, persistent_workers=num_workers > 0,
+                self.windows[split],
+                batch_size=batch_size,
+                shuffle=shuffle,
+                drop_last=False,
+                num_workers=num_workers,
+                persistent_workers=num_workers > 0,
                 pin_memory=torch.cuda.is_available(),
             )
 

@@ -53,16 +53,21 @@ def evaluate(net, datamodule, freq_seconds: int, target_channel: int = -1) -> Ev
     for c, name in enumerate(columns):
         metrics[f"test/original/mae_{name}"] = float(np.mean(np.abs(pred_orig[..., c] - true_orig[..., c])))
 
-    lead_time = pd.DataFrame({
-        "step": np.arange(1, dm.horizon + 1),
-        "mse": ((pred - true) ** 2).mean(axis=(0, 2)),
-        "seasonal_naive_mse": ((base - true) ** 2).mean(axis=(0, 2)),
-    })
+    lead_time = pd.DataFrame(
+        {
+            "step": np.arange(1, dm.horizon + 1),
+            "mse": ((pred - true) ** 2).mean(axis=(0, 2)),
+            "seasonal_naive_mse": ((base - true) ** 2).mean(axis=(0, 2)),
+        }
+    )
     forecast = forecast_table(dm, pred_orig[0], base[0] * scale + mean, target_channel)
     return Evaluation(
         metrics=metrics,
         tables={"lead_time": lead_time, "forecast": forecast},
-        figures={"lead_time": lead_time_figure(lead_time), "forecast": forecast_figure(forecast, columns[target_channel])},
+        figures={
+            "lead_time": lead_time_figure(lead_time),
+            "forecast": forecast_figure(forecast, columns[target_channel]),
+        },
     )
 
 
@@ -75,12 +80,14 @@ def forecast_table(dm, pred0: np.ndarray, base0: np.ndarray, channel: int) -> pd
     actual = y[:, channel].numpy() * scale + mean
     steps = np.arange(-len(history) + 1, len(actual) + 1)
     nan = np.full(len(history), np.nan)
-    return pd.DataFrame({
-        "step": steps,
-        "actual": np.concatenate([history, actual]),
-        "forecast": np.concatenate([nan, pred0[:, channel]]),
-        "seasonal_naive": np.concatenate([nan, base0[:, channel]]),
-    })
+    return pd.DataFrame(
+        {
+            "step": steps,
+            "actual": np.concatenate([history, actual]),
+            "forecast": np.concatenate([nan, pred0[:, channel]]),
+            "seasonal_naive": np.concatenate([nan, base0[:, channel]]),
+        }
+    )
 
 
 def _axes(figsize=(7, 3.5)):

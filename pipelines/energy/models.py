@@ -25,7 +25,10 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from components.arguments import check_int as _check_int, check_prob as _check_prob, check_bool as _check_bool
+
+from components.arguments import check_bool as _check_bool
+from components.arguments import check_int as _check_int
+from components.arguments import check_prob as _check_prob
 
 __all__ = [
     "RevIN",
@@ -192,9 +195,17 @@ class PatchTST(nn.Module):
         padding_patch: str | None = "end",  # "end": pad S copies of the last value -> one more patch (official)
     ):
         super().__init__()
-        for name, value in [("seq_len", seq_len), ("pred_len", pred_len), ("n_channels", n_channels),
-                            ("patch_len", patch_len), ("stride", stride), ("n_layers", n_layers),
-                            ("n_heads", n_heads), ("d_model", d_model), ("d_ff", d_ff)]:
+        for name, value in [
+            ("seq_len", seq_len),
+            ("pred_len", pred_len),
+            ("n_channels", n_channels),
+            ("patch_len", patch_len),
+            ("stride", stride),
+            ("n_layers", n_layers),
+            ("n_heads", n_heads),
+            ("d_model", d_model),
+            ("d_ff", d_ff),
+        ]:
             _check_int(name, value)
         _check_prob("dropout", dropout)
         _check_prob("head_dropout", head_dropout)
@@ -284,8 +295,12 @@ class DLinear(nn.Module):
         individual: bool = False,  # False: one pair of linears shared by all channels (paper's default)
     ):
         super().__init__()
-        for name, value in [("seq_len", seq_len), ("pred_len", pred_len), ("n_channels", n_channels),
-                            ("kernel_size", kernel_size)]:
+        for name, value in [
+            ("seq_len", seq_len),
+            ("pred_len", pred_len),
+            ("n_channels", n_channels),
+            ("kernel_size", kernel_size),
+        ]:
             _check_int(name, value)
         _check_bool("individual", individual)
         if kernel_size % 2 == 0:
@@ -303,8 +318,10 @@ class DLinear(nn.Module):
         seasonal, trend = seasonal.transpose(1, 2), trend.transpose(1, 2)  # [B, C, L]: Linear acts on time
         if self.individual:
             y = torch.stack(
-                [self.linear_seasonal[c](seasonal[:, c]) + self.linear_trend[c](trend[:, c])
-                 for c in range(self.n_channels)],
+                [
+                    self.linear_seasonal[c](seasonal[:, c]) + self.linear_trend[c](trend[:, c])
+                    for c in range(self.n_channels)
+                ],
                 dim=1,
             )
         else:
@@ -358,7 +375,7 @@ class SeasonalNaive(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.seq_len, None, "SeasonalNaive")
-        last = x[:, -self.period:, :]
+        last = x[:, -self.period :, :]
         reps = math.ceil(self.pred_len / self.period)
         # step h of the horizon is time seq_len + h, i.e. phase h mod period of the last cycle
         return last.repeat(1, reps, 1)[:, : self.pred_len]
@@ -377,8 +394,18 @@ _MODELS: dict[str, type[nn.Module]] = {
 # Hyper-parameters each model accepts besides (seq_len, pred_len, n_channels). The YAML
 # config has one section shared by all models; the caller picks the keys listed here.
 MODEL_HPARAMS: dict[str, tuple[str, ...]] = {
-    "patchtst": ("patch_len", "stride", "n_layers", "n_heads", "d_model", "d_ff",
-                 "dropout", "head_dropout", "revin", "padding_patch"),
+    "patchtst": (
+        "patch_len",
+        "stride",
+        "n_layers",
+        "n_heads",
+        "d_model",
+        "d_ff",
+        "dropout",
+        "head_dropout",
+        "revin",
+        "padding_patch",
+    ),
     "dlinear": ("kernel_size", "individual"),
     "nlinear": (),
     "seasonal_naive": ("period",),
@@ -395,13 +422,14 @@ def build_model(name: str, seq_len: int, pred_len: int, n_channels: int, **hpara
     valid = MODEL_HPARAMS[name]
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
-        raise ValueError(
-            f"unknown hyper-parameter(s) {unknown} for model {name!r}; valid: {list(valid) or 'none'}"
-        )
+        raise ValueError(f"unknown hyper-parameter(s) {unknown} for model {name!r}; valid: {list(valid) or 'none'}")
     cls = _MODELS[name]
     # a missing required hyper-parameter (SeasonalNaive's period) is a ValueError too, not a TypeError
-    required = [p.name for p in inspect.signature(cls).parameters.values()
-                if p.name in valid and p.default is inspect.Parameter.empty]
+    required = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.name in valid and p.default is inspect.Parameter.empty
+    ]
     missing = [p for p in required if p not in hparams]
     if missing:
         raise ValueError(f"model {name!r} requires hyper-parameter(s) {missing}")

@@ -10,8 +10,16 @@ from pipelines.energy.models import build_model
 
 
 class Forecaster(pl.LightningModule):
-    def __init__(self, model: str, model_hparams: dict, seq_len: int, horizon: int, n_channels: int,
-                 lr: float = 1e-4, weight_decay: float = 0.0):
+    def __init__(
+        self,
+        model: str,
+        model_hparams: dict,
+        seq_len: int,
+        horizon: int,
+        n_channels: int,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_model(model, seq_len, horizon, n_channels, **model_hparams)

@@ -38,7 +38,7 @@ def spec(python_model) -> FeatureSpec:
 def features(python_model, request: pd.DataFrame, answer: pd.DataFrame) -> pd.DataFrame:
     """One row per request: the statistics of the window the model used (its last seq_len rows)."""
     c = python_model.config
-    history = request[c["columns"]].apply(pd.to_numeric, errors="coerce").iloc[-c["seq_len"]:]
+    history = request[c["columns"]].apply(pd.to_numeric, errors="coerce").iloc[-c["seq_len"] :]
     forecast = answer[c["columns"]].apply(pd.to_numeric, errors="coerce")
     row = {f"mean:{k}": history[k].mean() for k in c["columns"]}
     row |= {f"std:{k}": history[k].std(ddof=0) for k in c["columns"]}
@@ -103,8 +103,11 @@ def other_station(cfg, rows: int) -> pd.DataFrame:
             _, schema = sources.raw_file(data)
         elif data.source == "ett":
             sister = SISTER_STATION[data.dataset]
-            path = fetch(resolve(data.ett_mirror, f"{sister}.csv"), Path(tmp) / f"{sister}.csv",
-                         checksum=data.checksums.get(f"{sister}.csv"))
+            path = fetch(
+                resolve(data.ett_mirror, f"{sister}.csv"),
+                Path(tmp) / f"{sister}.csv",
+                checksum=data.checksums.get(f"{sister}.csv"),
+            )
             from pipelines.energy.schema import ett_schema
 
             schema = ett_schema(sister)

@@ -1,7 +1,7 @@
 """The energy plug-in: multi-horizon multivariate forecasting on ETT / OPSD / demo data.
 
 Ties sources, checks, windows, networks and metrics to the stage protocol of components/project.py.
-Its params.yaml section is described by `EnergySection` below.
+Its params.yaml section is described by `EnergySection` (pipelines/energy/config.py).
 """
 
 from __future__ import annotations
@@ -11,58 +11,9 @@ import json
 import shutil
 from pathlib import Path
 
-from components.config import MonitorConfig, RegisterConfig, TrainConfig, TuneConfig
 from components.project import Metric
 from pipelines.energy import sources
-
-# ---- the params.yaml section ----------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class DataSection:
-    source: str = "ett"  # ett | opsd | demo
-    dataset: str = "ETTh1"  # with source=ett: ETTh1, ETTh2, ETTm1 or ETTm2
-    ett_mirror: str = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small"  # URL or folder
-    opsd_url: str = "https://raw.githubusercontent.com/jenfly/opsd/master/opsd_germany_daily.csv"
-    opsd_start: str = "2014-04-01"  # first day after the last missing wind/solar day (2014-03-30)
-    checksums: dict[str, str] = dataclasses.field(default_factory=dict)  # file -> "sha256:<hex>"
-    split: str | list[float] = "ett"  # "ett" (standard borders) or [train, val, test] fractions by time
-    demo_rows: int = 3000  # hourly rows the demo generator writes
-
-
-@dataclasses.dataclass
-class WindowSection:
-    seq_len: int = 336  # history length (PatchTST/42: 336)
-    horizon: int = 96  # forecast length: 96, 192, 336 or 720 in the benchmark
-
-
-@dataclasses.dataclass
-class ModelSection:
-    name: str = "patchtst"  # patchtst | dlinear | nlinear (seasonal_naive is the baseline)
-    patch_len: int = 16  # PatchTST: patch length P
-    stride: int = 8  # PatchTST: patch stride S
-    n_layers: int = 3  # PatchTST: encoder layers
-    n_heads: int = 4  # PatchTST: attention heads
-    d_model: int = 16  # PatchTST: latent size (16 on ETTh1)
-    d_ff: int = 128  # PatchTST: feed-forward size
-    dropout: float = 0.3  # PatchTST: encoder dropout
-    head_dropout: float = 0.0  # PatchTST: flatten-head dropout
-    revin: bool = True  # PatchTST: reversible instance normalisation
-    kernel_size: int = 25  # DLinear: moving-average window
-    individual: bool = False  # DLinear: one linear layer per channel
-
-
-@dataclasses.dataclass
-class EnergySection:
-    data: DataSection
-    window: WindowSection
-    model: ModelSection
-    train: TrainConfig
-    tune: TuneConfig
-    register: RegisterConfig
-    monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
-    target: str = "OT"  # channel shown in forecast plots
-
+from pipelines.energy.config import EnergySection
 
 # ---- the plug-in ----------------------------------------------------------------------------
 
@@ -101,9 +52,16 @@ class Energy:
         name, schema = sources.raw_file(data)
         stamps, values = sources.read_series(validated_dir / name, schema)
         summary = prepare(stamps, values, schema.value_columns, data.split, schema.freq_seconds, prepared_dir)
-        (prepared_dir / "meta.json").write_text(json.dumps({
-            "time_column": schema.time_column, "freq_seconds": schema.freq_seconds, "file": name,
-        }) + "\n")
+        (prepared_dir / "meta.json").write_text(
+            json.dumps(
+                {
+                    "time_column": schema.time_column,
+                    "freq_seconds": schema.freq_seconds,
+                    "file": name,
+                }
+            )
+            + "\n"
+        )
         ranges = window_ranges(tuple(summary["borders"]), window.seq_len)
         summary["windows"] = {s: count_windows(*ranges[s], window.horizon) for s in ranges}
         return summary
@@ -155,9 +113,15 @@ class Energy:
         scaler = json.loads((prepared_dir / "scaler.json").read_text())
         hp = module.hparams
         config = {
-            "model": hp["model"], "hparams": hp["model_hparams"], "seq_len": hp["seq_len"],
-            "horizon": hp["horizon"], "columns": scaler["columns"], "time_column": meta["time_column"],
-            "freq_seconds": meta["freq_seconds"], "lr": hp["lr"], "weight_decay": hp["weight_decay"],
+            "model": hp["model"],
+            "hparams": hp["model_hparams"],
+            "seq_len": hp["seq_len"],
+            "horizon": hp["horizon"],
+            "columns": scaler["columns"],
+            "time_column": meta["time_column"],
+            "freq_seconds": meta["freq_seconds"],
+            "lr": hp["lr"],
+            "weight_decay": hp["weight_decay"],
         }
         (model_dir / "model.json").write_text(json.dumps(config, indent=2) + "\n")
         torch.save(module.net.state_dict(), model_dir / "weights.pt")

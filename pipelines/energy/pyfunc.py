@@ -28,7 +28,7 @@ class EnergyForecaster(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.load(**{name: context.artifacts[name] for name in ARTIFACTS})
 
-    def load(self, model_config: str, weights: str, scaler: str) -> "EnergyForecaster":
+    def load(self, model_config: str, weights: str, scaler: str) -> EnergyForecaster:
         self.config = json.loads(Path(model_config).read_text())
         stats = json.loads(Path(scaler).read_text())
         self.mean = np.asarray(stats["mean"], dtype=np.float32)
@@ -40,7 +40,7 @@ class EnergyForecaster(mlflow.pyfunc.PythonModel):
         return self
 
     @classmethod
-    def from_dir(cls, model_dir: Path) -> "EnergyForecaster":
+    def from_dir(cls, model_dir: Path) -> EnergyForecaster:
         return cls().load(**artifact_paths(model_dir))
 
     def forecast_array(self, history: np.ndarray, batch_size: int = 512) -> np.ndarray:

@@ -121,6 +121,4 @@ def ett_schema(name: str) -> CsvSchema:
     try:
         return _ETT_BY_NAME[stem]
     except KeyError:
-        raise ValueError(
-            f"unknown ETT dataset {name!r}; expected one of {sorted(_ETT_BY_NAME)}"
-        ) from None
+        raise ValueError(f"unknown ETT dataset {name!r}; expected one of {sorted(_ETT_BY_NAME)}") from None

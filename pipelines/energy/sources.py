@@ -70,7 +70,7 @@ def write_demo(path: Path, rows: int, seed: int) -> Path:
     day, week = 2 * np.pi * hours / 24, 2 * np.pi * hours / (24 * 7)
     trend = hours / rows  # slow drift over the whole file, as transformer loads do
     channels = []
-    for i in range(6):  # HUFL, HULL, MUFL, MULL, LUFL, LULL
+    for _i in range(6):  # HUFL, HULL, MUFL, MULL, LUFL, LULL
         level, amp = rng.uniform(1, 10), rng.uniform(0.5, 3)
         phase = rng.uniform(0, 2 * np.pi)
         noise = np.zeros(rows)  # AR(1) noise: errors persist for hours
@@ -79,7 +79,7 @@ def write_demo(path: Path, rows: int, seed: int) -> Path:
             noise[t] = 0.8 * noise[t - 1] + eps[t]
         channels.append(level + amp * np.sin(day + phase) + 0.5 * amp * np.sin(week + phase) + 2 * trend + noise)
     load = np.mean(channels, axis=0)
-    oil = 15 + 8 * np.sin(2 * np.pi * hours / (24 * 365) ) + 0.8 * load + rng.normal(0, 0.5, rows)
+    oil = 15 + 8 * np.sin(2 * np.pi * hours / (24 * 365)) + 0.8 * load + rng.normal(0, 0.5, rows)
     values = np.column_stack([*channels, oil])
     stamps = pd.date_range("2016-07-01 00:00:00", periods=rows, freq="h")
     frame = pd.DataFrame(values, columns=list(ETT_HOURLY.value_columns))

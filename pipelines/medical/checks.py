@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from components.validate import Check, read_failure
-from pipelines.medical import sources as S
+from pipelines.medical.sources import nih as S
 
 __all__ = ["MAX_AGE", "inspect_images", "medical_checks", "read_entry_cells", "read_list_lines"]
 
@@ -57,8 +57,15 @@ def _read_csv_cells(path: Path, check: str) -> pd.DataFrame:
     try:  # callers have read the header line: the file exists and is text
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                                skip_blank_lines=False, index_col=False, encoding="utf-8")
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skip_blank_lines=False,
+                index_col=False,
+                encoding="utf-8",
+            )
     except ValueError as e:  # includes UnicodeDecodeError and pandas' ParserError
         raise read_failure(check, path, str(e).removeprefix(f"{path}: ")) from None
     for w in caught:
@@ -94,8 +101,9 @@ def read_entry_cells(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise read_failure(check, path, str(e).removeprefix(f"{path}: ")) from None
     trailing = header == S.NIH_ENTRY_HEADER + ","
     if header != S.NIH_ENTRY_HEADER and not trailing:
-        raise read_failure(check, path, f"line 1: not NIH's Data_Entry header: found {header!r}, "
-                                        f"expected {S.NIH_ENTRY_HEADER!r}")
+        raise read_failure(
+            check, path, f"line 1: not NIH's Data_Entry header: found {header!r}, expected {S.NIH_ENTRY_HEADER!r}"
+        )
     raw = _read_csv_cells(path, check)
     expected = len(S.ENTRY_COLUMNS) + trailing
     if raw.shape[1] != expected:
@@ -144,17 +152,18 @@ def read_box_cells(path: Path) -> pd.DataFrame:
     except ValueError as e:
         raise read_failure(check, path, str(e).removeprefix(f"{path}: ")) from None
     if header != S.NIH_BOX_HEADER:
-        raise read_failure(check, path, f"line 1: not NIH's BBox header: found {header!r}, "
-                                        f"expected {S.NIH_BOX_HEADER!r}")
+        raise read_failure(
+            check, path, f"line 1: not NIH's BBox header: found {header!r}, expected {S.NIH_BOX_HEADER!r}"
+        )
     raw = _read_csv_cells(path, check)
     if raw.shape[1] > 6 and (extra := raw.iloc[:, 6:].ne("").any(axis=1)).any():
         line = int(raw.index[np.flatnonzero(extra.to_numpy())[0]])
         raise read_failure(check, path, f"line {line}: more than 6 fields")
     raw = raw.iloc[:, :6]
     raw.columns = list(S.BOX_COLUMNS)
-    boxes = pd.DataFrame({"image": raw["image"],
-                          "finding": raw["finding"].map(lambda f: S.BOX_ALIASES.get(f, f))},
-                         index=raw.index)
+    boxes = pd.DataFrame(
+        {"image": raw["image"], "finding": raw["finding"].map(lambda f: S.BOX_ALIASES.get(f, f))}, index=raw.index
+    )
     for col in ("x", "y", "w", "h"):
         boxes[col] = _to_number(raw[col], whole=False)
     boxes["x_end"], boxes["y_end"] = boxes["x"] + boxes["w"], boxes["y"] + boxes["h"]
@@ -189,11 +198,11 @@ def inspect_images(reader, names: Sequence[str], workers: int = 1) -> Iterator[t
     with ThreadPoolExecutor(workers) as pool:
         chunk = 64 * workers  # bounded look-ahead: at most `chunk` images in flight
         for start in range(0, len(names), chunk):
-            yield from pool.map(lambda n: _inspect_one(reader, n), names[start:start + chunk])
+            yield from pool.map(lambda n: _inspect_one(reader, n), names[start : start + chunk])
 
 
 def _images_frame(root: Path, entries: pd.DataFrame, workers: int) -> pd.DataFrame:
-    from pipelines.medical.shards import ShardError, open_images
+    from pipelines.medical.sources.shards import ShardError, open_images
 
     folder = root / IMAGES_DIR
     try:
@@ -204,9 +213,9 @@ def _images_frame(root: Path, entries: pd.DataFrame, workers: int) -> pd.DataFra
         rows = list(inspect_images(reader, list(entries["image"]), workers))
     finally:
         reader.close()
-    frame = pd.DataFrame(rows, index=entries.index,
-                         columns=["present", "decodable", "width", "height", "mode", "error"],
-                         dtype=object)
+    frame = pd.DataFrame(
+        rows, index=entries.index, columns=["present", "decodable", "width", "height", "mode", "error"], dtype=object
+    )
     frame.insert(0, "image", entries["image"])
     for col in ("width", "height"):
         frame[col] = pd.to_numeric(frame[col]).astype("float64")
@@ -247,75 +256,94 @@ def medical_checks(
     exps: list = [
         gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=None),
         gxe.ExpectColumnValuesToMatchRegex(
-            column="image", regex=IMAGE_NAME_REGEX,
-            description="not an NIH image name <8-digit patient>_<3-digit follow-up>.png"),
-        gxe.ExpectColumnValuesToBeUnique(
-            column="image", description="an image listed on more than one line"),
+            column="image",
+            regex=IMAGE_NAME_REGEX,
+            description="not an NIH image name <8-digit patient>_<3-digit follow-up>.png",
+        ),
+        gxe.ExpectColumnValuesToBeUnique(column="image", description="an image listed on more than one line"),
     ]
     for col in INT_COLUMNS:
-        exps.append(gxe.ExpectColumnValuesToNotBeNull(
-            column=col, description="the cell is not a whole number"))
+        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col, description="the cell is not a whole number"))
     for col in FLOAT_COLUMNS:
-        exps.append(gxe.ExpectColumnValuesToNotBeNull(
-            column=col, description="the cell is not a number"))
+        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col, description="the cell is not a number"))
     exps += [
         gxe.ExpectColumnValuesToBeBetween(column="patient_id", min_value=1, max_value=None),
         gxe.ExpectColumnValuesToBeBetween(
-            column="age", min_value=0, max_value=MAX_AGE,
-            description=f"age in years must lie in [0, {MAX_AGE}]"),
+            column="age", min_value=0, max_value=MAX_AGE, description=f"age in years must lie in [0, {MAX_AGE}]"
+        ),
         gxe.ExpectColumnValuesToBeInSet(column="sex", value_set=list(S.SEXES)),
         gxe.ExpectColumnValuesToBeInSet(column="view", value_set=list(S.VIEWS)),
         gxe.ExpectColumnValuesToBeBetween(column="follow_up", min_value=0, max_value=None),
     ]
     for col in ("width", "height", *FLOAT_COLUMNS):
-        exps.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=0, max_value=None,
-                                                      strict_min=True))
-    checks = [Check(f"{name} entries", entries_path, entries,
-                    gx.ExpectationSuite(name=f"{name} entries", expectations=exps))]
+        exps.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=0, max_value=None, strict_min=True))
+    checks = [
+        Check(f"{name} entries", entries_path, entries, gx.ExpectationSuite(name=f"{name} entries", expectations=exps))
+    ]
 
     # images, one row per entry line
     folder = root / IMAGES_DIR
     exps = [
         gxe.ExpectColumnValuesToBeInSet(
-            column="present", value_set=[True],
-            description=f"the image named on this line is not in {folder}"),
+            column="present", value_set=[True], description=f"the image named on this line is not in {folder}"
+        ),
         gxe.ExpectColumnValuesToBeInSet(
-            column="decodable", value_set=[True],
-            description=f"the image named on this line cannot be decoded from {folder}"),
+            column="decodable",
+            value_set=[True],
+            description=f"the image named on this line cannot be decoded from {folder}",
+        ),
         gxe.ExpectColumnValuesToBeInSet(
-            column="mode", value_set=list(expected_modes),
-            description="unexpected PIL image mode"),
+            column="mode", value_set=list(expected_modes), description="unexpected PIL image mode"
+        ),
     ]
     if image_size is not None:
         for col in ("width", "height"):
-            exps.append(gxe.ExpectColumnValuesToBeInSet(
-                column=col, value_set=[image_size],
-                description=f"images must be {image_size} x {image_size} pixels"))
-    checks.append(Check(f"images in {folder} of {name}", entries_path, images,
-                        gx.ExpectationSuite(name=f"{name} images", expectations=exps)))
+            exps.append(
+                gxe.ExpectColumnValuesToBeInSet(
+                    column=col, value_set=[image_size], description=f"images must be {image_size} x {image_size} pixels"
+                )
+            )
+    checks.append(
+        Check(
+            f"images in {folder} of {name}",
+            entries_path,
+            images,
+            gx.ExpectationSuite(name=f"{name} images", expectations=exps),
+        )
+    )
 
     # splits, one row per entry line
     in_list = {k: entries["image"].isin(set(f["image"])) for k, f in listed.items()}
     tv, te = in_list["train_val"], in_list["test"]
     split = np.select([tv & te, tv, te], ["both", "train_val", "test"], default="none")
-    splits = pd.DataFrame({"image": entries["image"], "patient_id": entries["patient_id"],
-                           "split": split}, index=entries.index)
+    splits = pd.DataFrame(
+        {"image": entries["image"], "patient_id": entries["patient_id"], "split": split}, index=entries.index
+    )
     per_patient = pd.DataFrame({"patient": entries["patient_id"], **in_list})
     per_patient = per_patient.groupby("patient").any()
     both = set(per_patient.index[per_patient["train_val"] & per_patient["test"]])
     splits["patient_in_both_lists"] = entries["patient_id"].isin(both)
     exps = [
         gxe.ExpectColumnValuesToBeInSet(
-            column="split", value_set=list(SPLIT_VALUES),
-            description=(f"every image must be in exactly one of {S.TRAIN_VAL_LIST} and "
-                         f"{S.TEST_LIST} ('both': in both, 'none': in neither)")),
+            column="split",
+            value_set=list(SPLIT_VALUES),
+            description=(
+                f"every image must be in exactly one of {S.TRAIN_VAL_LIST} and "
+                f"{S.TEST_LIST} ('both': in both, 'none': in neither)"
+            ),
+        ),
         gxe.ExpectColumnValuesToBeInSet(
-            column="patient_in_both_lists", value_set=[False],
-            description=(f"the patient on this line has images in both {S.TRAIN_VAL_LIST} and "
-                         f"{S.TEST_LIST}: a patient must never straddle the official split")),
+            column="patient_in_both_lists",
+            value_set=[False],
+            description=(
+                f"the patient on this line has images in both {S.TRAIN_VAL_LIST} and "
+                f"{S.TEST_LIST}: a patient must never straddle the official split"
+            ),
+        ),
     ]
-    checks.append(Check(f"{name} splits", entries_path, splits,
-                        gx.ExpectationSuite(name=f"{name} splits", expectations=exps)))
+    checks.append(
+        Check(f"{name} splits", entries_path, splits, gx.ExpectationSuite(name=f"{name} splits", expectations=exps))
+    )
 
     # the two lists, per line
     for key, path in lists.items():
@@ -323,38 +351,52 @@ def medical_checks(
         frame["has_entry"] = frame["image"].isin(known)
         exps = [
             gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=None),
-            gxe.ExpectColumnValuesToMatchRegex(column="image", regex=IMAGE_NAME_REGEX,
-                                               description="not an NIH image name"),
-            gxe.ExpectColumnValuesToBeUnique(column="image",
-                                             description="an image listed on more than one line"),
+            gxe.ExpectColumnValuesToMatchRegex(
+                column="image", regex=IMAGE_NAME_REGEX, description="not an NIH image name"
+            ),
+            gxe.ExpectColumnValuesToBeUnique(column="image", description="an image listed on more than one line"),
             gxe.ExpectColumnValuesToBeInSet(
-                column="has_entry", value_set=[True],
-                description=f"the image on this line has no row in {S.ENTRIES_FILE}"),
+                column="has_entry",
+                value_set=[True],
+                description=f"the image on this line has no row in {S.ENTRIES_FILE}",
+            ),
         ]
-        checks.append(Check(f"{path.name} lines", path, frame,
-                            gx.ExpectationSuite(name=f"{path.name} lines", expectations=exps)))
+        checks.append(
+            Check(f"{path.name} lines", path, frame, gx.ExpectationSuite(name=f"{path.name} lines", expectations=exps))
+        )
 
     # boxes, per line
     boxes["has_entry"] = boxes["image"].isin(known)
     space = S.NIH_BOX_SPACE
     exps = [
         gxe.ExpectColumnValuesToBeInSet(
-            column="finding", value_set=list(S.BOXED_FINDINGS),
-            description="NIH boxed only the 8 ChestX-ray8 findings (Infiltrate = Infiltration)"),
+            column="finding",
+            value_set=list(S.BOXED_FINDINGS),
+            description="NIH boxed only the 8 ChestX-ray8 findings (Infiltrate = Infiltration)",
+        ),
         gxe.ExpectColumnValuesToBeInSet(
-            column="has_entry", value_set=[True],
-            description=f"the boxed image has no row in {S.ENTRIES_FILE}"),
+            column="has_entry", value_set=[True], description=f"the boxed image has no row in {S.ENTRIES_FILE}"
+        ),
     ]
     for col in ("x", "y", "w", "h"):
-        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col,
-                                                      description="the cell is not a number"))
+        exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col, description="the cell is not a number"))
     for col in ("w", "h"):
-        exps.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=0, max_value=space,
-                                                      strict_min=True))
+        exps.append(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=0, max_value=space, strict_min=True))
     for col in ("x", "y", "x_end", "y_end"):
-        exps.append(gxe.ExpectColumnValuesToBeBetween(
-            column=col, min_value=0, max_value=space,
-            description=f"boxes must lie inside NIH's {space} x {space} pixel space"))
-    checks.append(Check(f"{boxes_path.name} boxes", boxes_path, boxes,
-                        gx.ExpectationSuite(name=f"{boxes_path.name} boxes", expectations=exps)))
+        exps.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=col,
+                min_value=0,
+                max_value=space,
+                description=f"boxes must lie inside NIH's {space} x {space} pixel space",
+            )
+        )
+    checks.append(
+        Check(
+            f"{boxes_path.name} boxes",
+            boxes_path,
+            boxes,
+            gx.ExpectationSuite(name=f"{boxes_path.name} boxes", expectations=exps),
+        )
+    )
     return checks

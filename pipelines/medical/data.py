@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,18 +25,33 @@ import pandas as pd
 import torch
 from monai.data import CacheDataset, DataLoader, Dataset, MetaTensor
 from monai.transforms import (
-    Compose, MapTransform, RandAdjustContrastd, RandAffined, RandGaussianNoised, Resized,
-    ScaleIntensityd, ScaleIntensityRanged,
+    Compose,
+    MapTransform,
+    RandAdjustContrastd,
+    RandAffined,
+    RandGaussianNoised,
+    Resized,
+    ScaleIntensityd,
+    ScaleIntensityRanged,
 )
 
-from pipelines.medical import sources as S
-from pipelines.medical.shards import FolderImages, ShardReader, open_images
+from components.io import atomic_write
+from pipelines.medical.sources import nih as S
+from pipelines.medical.sources.shards import FolderImages, ShardReader, open_images
 from pipelines.medical.text import metadata_text
 
 __all__ = [
-    "CACHE_MODES", "DecodeImaged", "MedicalDataModule", "POS_WEIGHT_CAP", "TEXT_MODES",
-    "collate", "eval_transforms", "image_statistics", "prepare",
-    "tokenizer_encoder", "train_transforms",
+    "CACHE_MODES",
+    "DecodeImaged",
+    "MedicalDataModule",
+    "POS_WEIGHT_CAP",
+    "TEXT_MODES",
+    "collate",
+    "eval_transforms",
+    "image_statistics",
+    "prepare",
+    "tokenizer_encoder",
+    "train_transforms",
 ]
 
 log = logging.getLogger("scifolio.medical.data")
@@ -54,17 +67,6 @@ META_KEYS = ("image", "patient_id", "age", "sex", "view")
 # ---- prepare ----------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def pos_weights(labels: pd.DataFrame, cap: float = POS_WEIGHT_CAP) -> dict[str, float]:
     """Per finding n_neg / n_pos over the given rows (NaN labels ignored), capped at `cap`;
     a finding without positives gets `cap`."""
@@ -75,8 +77,7 @@ def pos_weights(labels: pd.DataFrame, cap: float = POS_WEIGHT_CAP) -> dict[str, 
     return out
 
 
-def prepare(validated: Path, out_dir: Path, val_fraction: float, seed: int,
-            text_mode: str = "metadata") -> dict:
+def prepare(validated: Path, out_dir: Path, val_fraction: float, seed: int, text_mode: str = "metadata") -> dict:
     """Split a validated NIH folder by patient and write out_dir/entries.parquet + pos_weight.json.
 
     entries.parquet: image, patient_id, split, age, sex, view, the 14 FINDINGS (float32; NaN would
@@ -89,41 +90,45 @@ def prepare(validated: Path, out_dir: Path, val_fraction: float, seed: int,
     test = S.read_split_list(validated / S.TEST_LIST)
     train_val = S.read_split_list(validated / S.TRAIN_VAL_LIST)
     if overlap := test & train_val:
-        raise ValueError(f"{validated}: {len(overlap)} image(s) in both split lists, "
-                         f"e.g. {sorted(overlap)[:5]}")
+        raise ValueError(f"{validated}: {len(overlap)} image(s) in both split lists, e.g. {sorted(overlap)[:5]}")
     if unlisted := set(entries["image"]) - test - train_val:
-        raise ValueError(f"{validated}: {len(unlisted)} image(s) in neither split list, "
-                         f"e.g. {sorted(unlisted)[:5]}")
+        raise ValueError(f"{validated}: {len(unlisted)} image(s) in neither split list, e.g. {sorted(unlisted)[:5]}")
     split = S.patient_split(entries, test, val_fraction, seed)
     S.assert_no_patient_leak(entries, split)
 
-    table = pd.DataFrame({
-        "image": entries["image"], "patient_id": entries["patient_id"].astype("int64"),
-        "split": split.astype(str), "age": entries["age"].astype("int64"),
-        "sex": entries["sex"], "view": entries["view"],
-    })
+    table = pd.DataFrame(
+        {
+            "image": entries["image"],
+            "patient_id": entries["patient_id"].astype("int64"),
+            "split": split.astype(str),
+            "age": entries["age"].astype("int64"),
+            "sex": entries["sex"],
+            "view": entries["view"],
+        }
+    )
     for f in S.FINDINGS:
         table[f] = entries[f].astype(np.float32)
     if text_mode == "metadata":
-        table["text"] = [metadata_text(a, s, v)
-                         for a, s, v in zip(table["age"], table["sex"], table["view"])]
+        table["text"] = [metadata_text(a, s, v) for a, s, v in zip(table["age"], table["sex"], table["view"])]
     else:
         table["text"] = ""
     table = table.reset_index(drop=True)
 
     weights = pos_weights(table[table["split"] == "train"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / ENTRIES_PARQUET, lambda p: table.to_parquet(p, index=False))
-    _atomic_write(out_dir / POS_WEIGHT_JSON,
-                  lambda p: p.write_text(json.dumps(weights, indent=2) + "\n", encoding="utf-8"))
+    atomic_write(out_dir / ENTRIES_PARQUET, lambda p: table.to_parquet(p, index=False))
+    atomic_write(
+        out_dir / POS_WEIGHT_JSON, lambda p: p.write_text(json.dumps(weights, indent=2) + "\n", encoding="utf-8")
+    )
 
     parts = {s: table[table["split"] == s] for s in S.SPLITS}
     summary = {
         "rows": {s: len(rows) for s, rows in parts.items()},
         "patients": {s: int(rows["patient_id"].nunique()) for s, rows in parts.items()},
-        "positives": {s: {f: int((rows[f] == 1).sum()) for f in S.FINDINGS}
-                      for s, rows in parts.items()},
-        "val_fraction": val_fraction, "seed": seed, "text_mode": text_mode,
+        "positives": {s: {f: int((rows[f] == 1).sum()) for f in S.FINDINGS} for s, rows in parts.items()},
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "text_mode": text_mode,
     }
     log.info("prepared %s: rows %s, patients %s", out_dir, summary["rows"], summary["patients"])
     return summary
@@ -140,9 +145,12 @@ class DecodeImaged(MapTransform):
     they are and arrays passed through, so the same pipeline serves uploaded images.
     """
 
-    def __init__(self, keys: Sequence[str] | str = ("image",),
-                 reader: ShardReader | FolderImages | str | Path | None = None,
-                 allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: Sequence[str] | str = ("image",),
+        reader: ShardReader | FolderImages | str | Path | None = None,
+        allow_missing_keys: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
         self.reader = open_images(reader) if isinstance(reader, (str, Path)) else reader
 
@@ -168,29 +176,40 @@ class DecodeImaged(MapTransform):
 
 def eval_transforms(reader, size: int) -> Compose:
     """The deterministic part: what val/test/serving see, and what CacheDataset caches."""
-    return Compose([
-        DecodeImaged(keys=["image"], reader=reader),  # name -> [1, H, W] float32, gray 0..255
-        ScaleIntensityd(keys=["image"], minv=0.0, maxv=1.0),  # per-image min-max: exposure varies
-        Resized(keys=["image"], spatial_size=(size, size),  # NIH is square: no crop, no padding
+    return Compose(
+        [
+            DecodeImaged(keys=["image"], reader=reader),  # name -> [1, H, W] float32, gray 0..255
+            ScaleIntensityd(keys=["image"], minv=0.0, maxv=1.0),  # per-image min-max: exposure varies
+            Resized(
+                keys=["image"],
+                spatial_size=(size, size),  # NIH is square: no crop, no padding
                 mode="bilinear",  # smooth, no ringing (bicubic overshoots at rib edges)
-                anti_aliasing=True),  # Gaussian pre-blur when shrinking 1024 -> 224: no aliasing
-    ])
+                anti_aliasing=True,
+            ),  # Gaussian pre-blur when shrinking 1024 -> 224: no aliasing
+        ]
+    )
 
 
 def train_transforms(reader, size: int) -> Compose:
     """eval_transforms + light random augmentation (no flips: they move the heart to the right)."""
-    return Compose([
-        *eval_transforms(reader, size).transforms,
-        RandAffined(keys=["image"], prob=0.5,  # half the images keep their exact geometry
-                    rotate_range=(np.deg2rad(7.0),),  # +-7 deg: how the patient stood
-                    scale_range=(0.1, 0.1),  # +-10 %: patient size, source distance
-                    mode="bilinear",
-                    padding_mode="border"),  # edge values, no artificial black wedges at corners
-        RandAdjustContrastd(keys=["image"], prob=0.3, gamma=(0.8, 1.25)),  # exposure/processing
-        RandGaussianNoised(keys=["image"], prob=0.3, mean=0.0, std=0.02),  # detector noise, faint
-        ScaleIntensityRanged(keys=["image"], a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0,
-                             clip=True),  # back into [0, 1] after the noise
-    ])
+    return Compose(
+        [
+            *eval_transforms(reader, size).transforms,
+            RandAffined(
+                keys=["image"],
+                prob=0.5,  # half the images keep their exact geometry
+                rotate_range=(np.deg2rad(7.0),),  # +-7 deg: how the patient stood
+                scale_range=(0.1, 0.1),  # +-10 %: patient size, source distance
+                mode="bilinear",
+                padding_mode="border",
+            ),  # edge values, no artificial black wedges at corners
+            RandAdjustContrastd(keys=["image"], prob=0.3, gamma=(0.8, 1.25)),  # exposure/processing
+            RandGaussianNoised(keys=["image"], prob=0.3, mean=0.0, std=0.02),  # detector noise, faint
+            ScaleIntensityRanged(
+                keys=["image"], a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True
+            ),  # back into [0, 1] after the noise
+        ]
+    )
 
 
 # ---- batches ----------------------------------------------------------------------------------
@@ -245,8 +264,7 @@ def image_statistics(array: Any) -> dict:
     if a.ndim not in (2, 3):
         raise ValueError(f"image_statistics: expected [H, W] or [C, H, W], got shape {a.shape}")
     a = a.astype(np.float64)
-    return {"mean": float(a.mean()), "std": float(a.std()),
-            "height": int(a.shape[-2]), "width": int(a.shape[-1])}
+    return {"mean": float(a.mean()), "std": float(a.std()), "height": int(a.shape[-2]), "width": int(a.shape[-1])}
 
 
 # ---- the LightningDataModule ------------------------------------------------------------------
@@ -320,8 +338,7 @@ class MedicalDataModule(pl.LightningDataModule):
         meta = rows[list(META_KEYS)].to_dict("records")
         for m in meta:  # plain Python values: they travel through workers and into JSON
             m["patient_id"], m["age"] = int(m["patient_id"]), int(m["age"])
-        return [{"image": m["image"], "tokens": tokens[i], "labels": labels[i], "meta": m}
-                for i, m in enumerate(meta)]
+        return [{"image": m["image"], "tokens": tokens[i], "labels": labels[i], "meta": m} for i, m in enumerate(meta)]
 
     def dataset(self, split: str) -> Dataset:
         if split not in S.SPLITS:
@@ -331,24 +348,29 @@ class MedicalDataModule(pl.LightningDataModule):
             augment = self.augment and split == "train"
             transform = (train_transforms if augment else eval_transforms)(self.reader, self.size)
             if self.cache == "memory":
-                self.datasets[split] = CacheDataset(items, transform, progress=False,
-                                                    num_workers=max(1, self.num_workers))
+                self.datasets[split] = CacheDataset(
+                    items, transform, progress=False, num_workers=max(1, self.num_workers)
+                )
             else:
                 self.datasets[split] = Dataset(items, transform)
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",),
-                  "predict": ("test",)}.get(stage, S.SPLITS)
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(
+            stage, S.SPLITS
+        )
         for split in wanted:
             self.dataset(split)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = self.dataset(split)
         return DataLoader(
-            ds, batch_size=self.batch_size, shuffle=train,
+            ds,
+            batch_size=self.batch_size,
+            shuffle=train,
             drop_last=train and len(ds) > self.batch_size,
-            num_workers=self.num_workers, collate_fn=collate,
+            num_workers=self.num_workers,
+            collate_fn=collate,
             persistent_workers=self.num_workers > 0,
         )
 

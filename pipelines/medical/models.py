@@ -30,7 +30,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from monai.networks.nets import DenseNet121
-from components.arguments import check_int as _check_int, check_prob as _check_prob
+
+from components.arguments import check_int as _check_int
+from components.arguments import check_prob as _check_prob
 
 __all__ = [
     "load_densenet_weights",
@@ -66,8 +68,9 @@ def _check_image(image: torch.Tensor, in_channels: int, model: str) -> None:
         shape = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ValueError(f"{model} expects image of shape [batch, {in_channels}, H, W], got {shape}")
     if min(image.shape[2:]) < DENSENET_STRIDE:
-        raise ValueError(f"{model} needs H and W >= {DENSENET_STRIDE} (DenseNet121's total stride), "
-                         f"got {list(image.shape[2:])}")
+        raise ValueError(
+            f"{model} needs H and W >= {DENSENET_STRIDE} (DenseNet121's total stride), got {list(image.shape[2:])}"
+        )
 
 
 # -----------------------------------------------------------------------------
@@ -121,8 +124,9 @@ def load_densenet_weights(net: nn.Module, path: str | Path, head: bool = True) -
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights not found: {path} (weights are read from a local "
-                                "file only, never downloaded)")
+        raise FileNotFoundError(
+            f"pretrained weights not found: {path} (weights are read from a local file only, never downloaded)"
+        )
     try:
         # weights_only: a checkpoint is data, never code to unpickle
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -144,8 +148,13 @@ def load_densenet_weights(net: nn.Module, path: str | Path, head: bool = True) -
                 unexpected.append(key)
             continue
         want = own[k].shape
-        if (k == "features.conv0.weight" and value.ndim == 4 and value.shape[1] != want[1]
-                and value.shape[0] == want[0] and value.shape[2:] == want[2:]):
+        if (
+            k == "features.conv0.weight"
+            and value.ndim == 4
+            and value.shape[1] != want[1]
+            and value.shape[0] == want[0]
+            and value.shape[2:] == want[2:]
+        ):
             value = _adapt_input_conv(value, want[1])
             adapted.append(f"{key} {value.shape[1]}->{want[1]} channels")
         if value.shape != want:
@@ -153,13 +162,24 @@ def load_densenet_weights(net: nn.Module, path: str | Path, head: bool = True) -
             continue
         loaded[k] = value
     if not loaded:
-        raise ValueError(f"{path}: none of its {len(obj)} tensors matches a DenseNet121 parameter "
-                         f"(first keys: {list(obj)[:5]})")
+        raise ValueError(
+            f"{path}: none of its {len(obj)} tensors matches a DenseNet121 parameter (first keys: {list(obj)[:5]})"
+        )
     missing = sorted(wanted - set(loaded))
     net.load_state_dict(loaded, strict=False)
-    log.info("%s: loaded %d/%d tensors; missing %d %s; unexpected %d %s; shape-skipped %d %s; adapted %s",
-             path, len(loaded), len(wanted), len(missing), _short(missing), len(unexpected),
-             _short(unexpected), len(skipped), _short(skipped), adapted or "none")
+    log.info(
+        "%s: loaded %d/%d tensors; missing %d %s; unexpected %d %s; shape-skipped %d %s; adapted %s",
+        path,
+        len(loaded),
+        len(wanted),
+        len(missing),
+        _short(missing),
+        len(unexpected),
+        _short(unexpected),
+        len(skipped),
+        _short(skipped),
+        adapted or "none",
+    )
     return {"missing": missing, "unexpected": unexpected, "skipped": skipped, "adapted": adapted}
 
 
@@ -245,8 +265,13 @@ class MultiModalMedicalNet(nn.Module):
         pretrained_path: str | Path | None = None,  # a local DenseNet-121 state_dict for the backbone
     ):
         super().__init__()
-        for name, value in [("n_findings", n_findings), ("in_channels", in_channels), ("d_model", d_model),
-                            ("n_heads", n_heads), ("n_text_layers", n_text_layers)]:
+        for name, value in [
+            ("n_findings", n_findings),
+            ("in_channels", in_channels),
+            ("d_model", d_model),
+            ("n_heads", n_heads),
+            ("n_text_layers", n_text_layers),
+        ]:
             _check_int(name, value)
         _check_int("vocab_size", vocab_size, minimum=2)  # [PAD] and at least one real token
         _check_int("max_len", max_len, minimum=2)  # room for [CLS] and [SEP]
@@ -281,13 +306,18 @@ class MultiModalMedicalNet(nn.Module):
         self.pos_embed = nn.Parameter(torch.randn(max_len, d_model) * 0.02)  # learned, BERT-style
         self.text_dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, dim_feedforward=4 * d_model,  # 4x expansion, as in BERT
-            dropout=dropout, activation="gelu", batch_first=True,
+            d_model,
+            n_heads,
+            dim_feedforward=4 * d_model,  # 4x expansion, as in BERT
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
             norm_first=True,  # pre-LN: stable from scratch without learning-rate warm-up
         )
         # enable_nested_tensor=False: the nested-tensor fast path does not apply with norm_first
-        self.text_encoder = nn.TransformerEncoder(layer, n_text_layers, norm=nn.LayerNorm(d_model),
-                                                  enable_nested_tensor=False)
+        self.text_encoder = nn.TransformerEncoder(
+            layer, n_text_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
+        )
 
         # fusion: image tokens (queries) read the text (keys / values)
         self.cross_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
@@ -295,7 +325,9 @@ class MultiModalMedicalNet(nn.Module):
         self.fusion_norm = nn.LayerNorm(d_model)
         self.pool_score = nn.Linear(d_model, 1)  # attention pooling: a learned relevance per image token
         self.head_hidden = nn.Sequential(  # [pooled image ; text CLS] -> the penultimate representation
-            nn.Linear(2 * d_model, d_model), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(2 * d_model, d_model),
+            nn.GELU(),
+            nn.Dropout(dropout),
         )
         self.head_out = nn.Linear(d_model, n_findings)
 
@@ -307,8 +339,10 @@ class MultiModalMedicalNet(nn.Module):
         f = self.features_relu(self.features(image))  # [B, 1024, h, w]
         B, _, h, w = f.shape
         if h > MAX_GRID or w > MAX_GRID:
-            raise ValueError(f"feature grid {h}x{w} exceeds {MAX_GRID}x{MAX_GRID}: "
-                             f"images up to {MAX_GRID * DENSENET_STRIDE} px per side")
+            raise ValueError(
+                f"feature grid {h}x{w} exceeds {MAX_GRID}x{MAX_GRID}: "
+                f"images up to {MAX_GRID * DENSENET_STRIDE} px per side"
+            )
         attn = torch.softmax(self.spatial_attn(f).flatten(1), dim=1)  # [B, h*w], sums to 1 per image
         self.last_attention = attn.detach().view(B, h, w)
         # scaled by h*w so a uniform map is the identity: the gate re-weights, it does not shrink
@@ -364,8 +398,16 @@ _MODELS: dict[str, type[nn.Module]] = {
 # section shared by all models; the caller picks the keys listed here.
 MODEL_HPARAMS: dict[str, tuple[str, ...]] = {
     "densenet121": ("in_channels", "pretrained_path"),
-    "multimodal": ("in_channels", "d_model", "n_heads", "n_text_layers", "max_len", "dropout",
-                   "image_backbone", "pretrained_path"),
+    "multimodal": (
+        "in_channels",
+        "d_model",
+        "n_heads",
+        "n_text_layers",
+        "max_len",
+        "dropout",
+        "image_backbone",
+        "pretrained_path",
+    ),
 }
 
 
@@ -379,9 +421,7 @@ def build_model(name: str, n_findings: int, vocab_size: int | None = None, **hpa
     valid = MODEL_HPARAMS[name]
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
-        raise ValueError(
-            f"unknown hyper-parameter(s) {unknown} for model {name!r}; valid: {list(valid) or 'none'}"
-        )
+        raise ValueError(f"unknown hyper-parameter(s) {unknown} for model {name!r}; valid: {list(valid) or 'none'}")
     cls = _MODELS[name]
     if "vocab_size" in inspect.signature(cls).parameters:
         if vocab_size is None:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipelines.medical.metrics import mean_auroc
+from pipelines.medical.evaluation.metrics import mean_auroc
 from pipelines.medical.models import build_model
 
 __all__ = ["masked_bce", "MedicalClassifier"]
@@ -23,8 +23,9 @@ __all__ = ["masked_bce", "MedicalClassifier"]
 log = logging.getLogger("scifolio.medical.module")
 
 
-def masked_bce(logits: torch.Tensor, labels: torch.Tensor,
-               pos_weight: torch.Tensor | list[float] | None = None) -> torch.Tensor:
+def masked_bce(
+    logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | list[float] | None = None
+) -> torch.Tensor:
     """BCE-with-logits averaged over the entries whose label is not NaN.
 
     `pos_weight` [n_findings] multiplies the positive term of each finding (rare findings such as
@@ -36,8 +37,9 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor,
     if pos_weight is not None:
         pos_weight = torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
     # NaN targets replaced by 0 only so the elementwise loss is finite; those entries are dropped below
-    loss = F.binary_cross_entropy_with_logits(logits, torch.where(known, labels, 0.0).to(logits.dtype),
-                                              pos_weight=pos_weight, reduction="none")
+    loss = F.binary_cross_entropy_with_logits(
+        logits, torch.where(known, labels, 0.0).to(logits.dtype), pos_weight=pos_weight, reduction="none"
+    )
     # where, not multiply: a masked entry's gradient is exactly 0 even if its loss were inf
     return torch.where(known, loss, 0.0).sum() / known.sum().clamp(min=1)
 
@@ -50,8 +52,16 @@ class MedicalClassifier(pl.LightningModule):
     finding's positives in the loss (typically n_negative / n_positive on the train split).
     """
 
-    def __init__(self, model: str, model_hparams: dict, vocab_size: int | None, n_findings: int = 14,
-                 lr: float = 1e-4, weight_decay: float = 1e-5, pos_weight: list[float] | None = None):
+    def __init__(
+        self,
+        model: str,
+        model_hparams: dict,
+        vocab_size: int | None,
+        n_findings: int = 14,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-5,
+        pos_weight: list[float] | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_model(model, n_findings, vocab_size, **model_hparams)

@@ -13,56 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from components.config import MonitorConfig, RegisterConfig, TrainConfig, TuneConfig
 from components.project import Metric
-from pipelines.medical import sources as S
-
-
-@dataclasses.dataclass
-class DataSection:
-    source: str = "nih"  # nih | nih_folder | demo | mimic
-    mirror: str = ""  # nih: folder or URL holding NIH's tables and images_XXX.tar.gz
-    archives: list[str] = dataclasses.field(default_factory=list)  # nih: a subset of the 12 archives; [] = all
-    folder: str = ""  # nih_folder: NIH's layout with images/*.png
-    split_lists: str = ""  # folder with train_val_list.txt / test_list.txt when the source has none
-    image_size: int = 1024  # expected side of the raw images (validation)
-    val_fraction: float = 0.1  # of train_val patients held out for validation (split by patient)
-    shard_size: int = 5000  # images per tar shard
-    demo_patients: int = 200  # demo: patients generated
-    demo_size: int = 256  # demo: pixels per side
-    mimic_jpg_url: str = "https://physionet.org/files/mimic-cxr-jpg/2.1.0/"  # mimic: images, CSVs, SHA256SUMS.txt
-    mimic_reports_url: str = "https://physionet.org/files/mimic-cxr/2.1.0/"  # mimic: report texts; "" = none
-    mimic_max_studies: int = 0  # mimic: pull the first N labelled studies; 0 = all (over 500 GB)
-
-
-@dataclasses.dataclass
-class InputSection:
-    size: int = 224  # network input side (CheXNet: 224)
-    max_len: int = 16  # metadata tokens per image
-    cache: str = "none"  # none | memory (MONAI CacheDataset of decoded, resized images)
-
-
-@dataclasses.dataclass
-class ModelSection:
-    name: str = "multimodal"  # multimodal | densenet121
-    d_model: int = 256  # multimodal: fusion width
-    n_heads: int = 4  # multimodal: attention heads
-    n_text_layers: int = 2  # multimodal: text transformer layers
-    dropout: float = 0.1  # multimodal: dropout
-    pretrained_path: str = ""  # local DenseNet121 weights (never downloaded); "" = random init
-
-
-@dataclasses.dataclass
-class MedicalSection:
-    data: DataSection
-    input: InputSection
-    model: ModelSection
-    train: TrainConfig
-    tune: TuneConfig
-    register: RegisterConfig
-    monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
-    bootstrap: int = 1000  # patient-level bootstrap resamples for AUROC intervals
-    gradcam_images: int = 6  # overlays drawn in the evaluate stage
+from pipelines.medical.config import MedicalSection
+from pipelines.medical.sources import nih as S
 
 
 class Medical:
@@ -84,16 +37,17 @@ class Medical:
     # ---- data ---------------------------------------------------------------------------------
 
     def pull(self, cfg, raw_dir: Path) -> list[Path]:
-        from pipelines.medical.demo import write_demo
-        from pipelines.medical.mimic import pull_mimic
-        from pipelines.medical.shards import write_shards
+        from pipelines.medical.sources.demo import write_demo
+        from pipelines.medical.sources.mimic import pull_mimic
+        from pipelines.medical.sources.shards import write_shards
 
         data = cfg.project.data
         if data.source == "nih":
             S.pull_nih(data.mirror, raw_dir, data.archives or None, shard_size=data.shard_size)
         elif data.source == "mimic":  # credentials from PHYSIONET_USERNAME / PHYSIONET_PASSWORD only
-            pull_mimic(data.mimic_jpg_url, raw_dir, data.mimic_reports_url, data.mimic_max_studies,
-                       shard_size=data.shard_size)
+            pull_mimic(
+                data.mimic_jpg_url, raw_dir, data.mimic_reports_url, data.mimic_max_studies, shard_size=data.shard_size
+            )
         elif data.source in ("nih_folder", "demo"):
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(data.folder)
@@ -104,7 +58,9 @@ class Medical:
                     if not source.exists() and data.split_lists:
                         source = Path(data.split_lists) / name
                     if not source.exists():
-                        raise FileNotFoundError(f"{folder / name}: missing (set medical.data.split_lists for the lists)")
+                        raise FileNotFoundError(
+                            f"{folder / name}: missing (set medical.data.split_lists for the lists)"
+                        )
                     shutil.copy(source, raw_dir / name)
                 pngs = sorted((folder / "images").glob("*.png"))
                 if not pngs:
@@ -119,9 +75,11 @@ class Medical:
 
         data = cfg.project.data
         if data.source == "mimic":  # pulled, but no suite reads its layout yet: say so, not a missing-file error
-            raise NotImplementedError("medical.data.source 'mimic': the validate stage checks NIH's layout only; "
-                                      "MIMIC-CXR-JPG was pulled (read it with pipelines.medical.mimic.read_mimic) "
-                                      "but has no validation suite yet")
+            raise NotImplementedError(
+                "medical.data.source 'mimic': the validate stage checks NIH's layout only; "
+                "MIMIC-CXR-JPG was pulled (read it with pipelines.medical.sources.mimic.read_mimic) "
+                "but has no validation suite yet"
+            )
         return medical_checks(raw_dir, data.demo_size if data.source == "demo" else data.image_size)
 
     def prepare(self, cfg, validated_dir: Path, prepared_dir: Path) -> dict:
@@ -135,7 +93,9 @@ class Medical:
         summary = prepare(validated_dir, prepared_dir, cfg.project.data.val_fraction, cfg.seed, "metadata")
         entries = pd.read_parquet(prepared_dir / ENTRIES_PARQUET)
         # the vocabulary is learnt from training rows only
-        train_tokenizer(entries.loc[entries["split"] == "train", "text"].tolist(), out_path=prepared_dir / "tokenizer.json")
+        train_tokenizer(
+            entries.loc[entries["split"] == "train", "text"].tolist(), out_path=prepared_dir / "tokenizer.json"
+        )
         return summary
 
     def datamodule(self, cfg, prepared_dir: Path):
@@ -143,8 +103,14 @@ class Medical:
 
         inp, train = cfg.project.input, cfg.project.train
         return MedicalDataModule(
-            prepared_dir, prepared_dir.parent / "validated" / "images", inp.size, train.batch_size,
-            train.num_workers, inp.cache, tokenizer_path=prepared_dir / "tokenizer.json", max_len=inp.max_len,
+            prepared_dir,
+            prepared_dir.parent / "validated" / "images",
+            inp.size,
+            train.batch_size,
+            train.num_workers,
+            inp.cache,
+            tokenizer_path=prepared_dir / "tokenizer.json",
+            max_len=inp.max_len,
         )
 
     # ---- model --------------------------------------------------------------------------------
@@ -153,8 +119,11 @@ class Medical:
         from pipelines.medical.models import MODEL_HPARAMS
 
         model = cfg.project.model
-        merged = {**dataclasses.asdict(model), "max_len": cfg.project.input.max_len,
-                  **{k: v for k, v in tuned.items() if k not in ("lr", "weight_decay")}}
+        merged = {
+            **dataclasses.asdict(model),
+            "max_len": cfg.project.input.max_len,
+            **{k: v for k, v in tuned.items() if k not in ("lr", "weight_decay")},
+        }
         merged["pretrained_path"] = merged["pretrained_path"] or None
         return {k: merged[k] for k in MODEL_HPARAMS[model.name] if k in merged}
 
@@ -166,15 +135,20 @@ class Medical:
         section = cfg.project
         vocab = Tokenizer.from_file(str(datamodule.tokenizer_path)).get_vocab_size()
         return MedicalClassifier(
-            model=section.model.name, model_hparams=self.model_hparams(cfg, hparams),
+            model=section.model.name,
+            model_hparams=self.model_hparams(cfg, hparams),
             vocab_size=vocab if section.model.name == "multimodal" else None,
-            n_findings=datamodule.n_findings, lr=hparams.get("lr", section.train.lr),
-            weight_decay=hparams.get("weight_decay", section.train.weight_decay), pos_weight=datamodule.pos_weight,
+            n_findings=datamodule.n_findings,
+            lr=hparams.get("lr", section.train.lr),
+            weight_decay=hparams.get("weight_decay", section.train.weight_decay),
+            pos_weight=datamodule.pos_weight,
         )
 
     def search_space(self, cfg, trial) -> dict:
-        params = {"lr": trial.suggest_float("lr", 1e-5, 1e-3, log=True),
-                  "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True)}
+        params = {
+            "lr": trial.suggest_float("lr", 1e-5, 1e-3, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
+        }
         if cfg.project.model.name == "multimodal":
             params["dropout"] = trial.suggest_float("dropout", 0.0, 0.3)
         return params
@@ -183,8 +157,14 @@ class Medical:
         import torch
 
         hp = module.hparams
-        config = {"model": hp["model"], "hparams": hp["model_hparams"], "vocab_size": hp["vocab_size"],
-                  "findings": list(S.FINDINGS), "size": cfg.project.input.size, "max_len": cfg.project.input.max_len}
+        config = {
+            "model": hp["model"],
+            "hparams": hp["model_hparams"],
+            "vocab_size": hp["vocab_size"],
+            "findings": list(S.FINDINGS),
+            "size": cfg.project.input.size,
+            "max_len": cfg.project.input.max_len,
+        }
         (model_dir / "model.json").write_text(json.dumps(config, indent=2) + "\n")
         torch.save(module.net.state_dict(), model_dir / "weights.pt")
         shutil.copy(prepared_dir / "tokenizer.json", model_dir / "tokenizer.json")
@@ -202,7 +182,7 @@ class Medical:
     # ---- evaluation and registry --------------------------------------------------------------
 
     def evaluate(self, cfg, net, datamodule):
-        from pipelines.medical.evaluate import evaluate
+        from pipelines.medical.evaluation.evaluate import evaluate
 
         boxes = S.read_nih_boxes(datamodule.prepared.parent / "validated" / S.BOXES_FILE)
         return evaluate(net, datamodule, boxes, cfg.project.bootstrap, cfg.project.gradcam_images, cfg.seed)
@@ -220,17 +200,19 @@ class Medical:
         import pandas as pd
 
         from components.register import PyfuncSpec
-        from pipelines.medical.pyfunc import ChestXrayClassifier, artifact_paths, encode_image
-        from pipelines.medical.shards import open_images
+        from pipelines.medical.serving.pyfunc import ChestXrayClassifier, artifact_paths, encode_image
+        from pipelines.medical.sources.shards import open_images
 
         thresholds = self.thresholds_file(model_dir)
         loaded = ChestXrayClassifier.from_dir(model_dir, thresholds)
         entries = pd.read_parquet(model_dir.parent / "prepared" / "entries.parquet")
         first = entries[entries["split"] == "val"].iloc[0]
         image = open_images(model_dir.parent / "validated" / "images").read(first["image"])
-        example = pd.DataFrame([{"image": encode_image(image), "age": float(first["age"]), "sex": first["sex"], "view": first["view"]}])
+        example = pd.DataFrame(
+            [{"image": encode_image(image), "age": float(first["age"]), "sex": first["sex"], "view": first["view"]}]
+        )
         return PyfuncSpec(
-            python_model=str(Path(__file__).with_name("model_code.py")),
+            python_model=str(Path(__file__).parent / "serving" / "model_code.py"),
             artifacts=artifact_paths(model_dir, thresholds),
             input_example=example,
             output_example=loaded.predict(None, example),
@@ -239,33 +221,33 @@ class Medical:
     def score(self, python_model, cfg, prepared_dir: Path) -> float:
         import pandas as pd
 
-        from pipelines.medical.evaluate import score
-        from pipelines.medical.shards import open_images
+        from pipelines.medical.evaluation.evaluate import score
+        from pipelines.medical.sources.shards import open_images
 
         entries = pd.read_parquet(prepared_dir / "entries.parquet")
         return score(python_model, entries, open_images(prepared_dir.parent / "validated" / "images"))
 
-    # ---- monitoring (pipelines/medical/monitoring.py) ----
+    # ---- monitoring (pipelines/medical/serving/monitoring.py) ----
 
     replay_streams = ("unshifted", "intensity", "age", "view")
 
     def monitor_spec(self, python_model):
-        from pipelines.medical import monitoring
+        from pipelines.medical.serving import monitoring
 
         return monitoring.spec(python_model)
 
     def monitor_features(self, python_model, request, answer):
-        from pipelines.medical import monitoring
+        from pipelines.medical.serving import monitoring
 
         return monitoring.features(python_model, request, answer)
 
     def reference_requests(self, cfg, prepared_dir: Path, limit: int):
-        from pipelines.medical import monitoring
+        from pipelines.medical.serving import monitoring
 
         return monitoring.reference_requests(cfg, prepared_dir, limit)
 
     def replay_requests(self, cfg, prepared_dir: Path, stream: str, n: int, rng):
-        from pipelines.medical import monitoring
+        from pipelines.medical.serving import monitoring
 
         return monitoring.replay_requests(cfg, prepared_dir, stream, n, rng)
 

@@ -35,8 +35,22 @@ MAX_AGE = 120  # years, as the validation suite: NIH's 2017 CSV had typing error
 SEXES = ("m", "f")  # NIH's Patient Gender and MIMIC's gender, lower-cased
 # NIH's View Position (PA, AP) and MIMIC-CXR-JPG's ViewPosition values, lower-cased; anything else
 # is a typo or garbage in a request, and a silent new token would be unseen by the model.
-VIEWS = ("pa", "ap", "lateral", "ll", "ap axial", "ap lld", "ap rld", "pa lld", "pa rld",
-         "lao", "rao", "lpo", "xtable lateral", "swimmers")
+VIEWS = (
+    "pa",
+    "ap",
+    "lateral",
+    "ll",
+    "ap axial",
+    "ap lld",
+    "ap rld",
+    "pa lld",
+    "pa rld",
+    "lao",
+    "rao",
+    "lpo",
+    "xtable lateral",
+    "swimmers",
+)
 
 
 def _missing(value) -> bool:
@@ -80,8 +94,7 @@ def _view_word(view) -> str:
         return UNKNOWN
     words = str(view).lower().split()
     if " ".join(words) not in VIEWS:
-        raise ValueError(f"view must be one of {', '.join(v.upper() for v in VIEWS)} (or missing), "
-                         f"got {view!r}")
+        raise ValueError(f"view must be one of {', '.join(v.upper() for v in VIEWS)} (or missing), got {view!r}")
     return "_".join(words)  # "AP AXIAL" -> "ap_axial": one word, one token
 
 
@@ -109,12 +122,13 @@ def _texts(texts, what: str) -> list[str]:
 def _check_specials(tokenizer: Tokenizer, where: str) -> None:
     ids = {tok: tokenizer.token_to_id(tok) for tok in SPECIAL_TOKENS}
     if ids != {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}:
-        raise ValueError(f"{where}: special token ids must be {dict(zip(SPECIAL_TOKENS, range(4)))} "
-                         f"(the models mask id 0 as padding), got {ids}")
+        raise ValueError(
+            f"{where}: special token ids must be {dict(zip(SPECIAL_TOKENS, range(4)))} "
+            f"(the models mask id 0 as padding), got {ids}"
+        )
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int = 2000,
-                    out_path: str | Path | None = None) -> Tokenizer:
+def train_tokenizer(texts: Sequence[str], vocab_size: int = 2000, out_path: str | Path | None = None) -> Tokenizer:
     """A WordPiece tokenizer trained on `texts` (the TRAIN split's only), saved as JSON at `out_path`.
 
     The vocabulary may come out smaller than `vocab_size` (a metadata corpus has few words): size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import ConfigError, load_config, parse_override, resolve_params, read_params
+from components.config import ConfigError, load_config, parse_override, read_params, resolve_params
 from pipelines.energy.project import ENERGY
 
 

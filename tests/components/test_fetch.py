@@ -69,8 +69,12 @@ def _handler(server: Server) -> type[http.server.BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             with server.lock:
                 fault = server.faults.pop(0) if server.faults else None
-                record = {"path": self.path, "range": self.headers.get("Range"), "status": None,
-                          "auth": self.headers.get("Authorization")}
+                record = {
+                    "path": self.path,
+                    "range": self.headers.get("Range"),
+                    "status": None,
+                    "auth": self.headers.get("Authorization"),
+                }
                 server.requests.append(record)
             if self.path != "/" + NAME:
                 fault = 404
@@ -148,8 +152,7 @@ def test_dropped_connection_resumes_with_range(server, payload, tmp_path, caplog
     n = int(re.fullmatch(r"bytes=(\d+)-", server.requests[1]["range"]).group(1))
     assert cut - chunk < n <= cut  # resumed from what arrived (less at most one partial chunk)
     assert server.requests[1]["status"] == 206
-    assert any("retry 1/4" in r.getMessage() and f"from byte {n}" in r.getMessage()
-               for r in caplog.records)
+    assert any("retry 1/4" in r.getMessage() and f"from byte {n}" in r.getMessage() for r in caplog.records)
 
 
 def test_stalled_body_times_out_and_resumes(server, payload, tmp_path):
@@ -339,17 +342,21 @@ def dirs(tmp_path):
 
 def test_good_tar_gz(dirs):
     archives, out = dirs
-    arc = make_tar(archives / "good.tar.gz", [
-        ("data", "dir"),
-        ("data/a.csv", b"a,b\n1,2\n"),
-        ("data/sub/b.txt", b"hello"),
-        ("data/latest.csv", "sym", "a.csv"),
-        ("data/copy.csv", "lnk", "data/a.csv"),
-    ])
+    arc = make_tar(
+        archives / "good.tar.gz",
+        [
+            ("data", "dir"),
+            ("data/a.csv", b"a,b\n1,2\n"),
+            ("data/sub/b.txt", b"hello"),
+            ("data/latest.csv", "sym", "a.csv"),
+            ("data/copy.csv", "lnk", "data/a.csv"),
+        ],
+    )
     target = out / "target"
     files = extract(arc, target)
-    assert sorted(files) == sorted(target / p for p in
-                                   ["data/a.csv", "data/sub/b.txt", "data/latest.csv", "data/copy.csv"])
+    assert sorted(files) == sorted(
+        target / p for p in ["data/a.csv", "data/sub/b.txt", "data/latest.csv", "data/copy.csv"]
+    )
     assert (target / "data/a.csv").read_bytes() == b"a,b\n1,2\n"
     assert (target / "data/sub/b.txt").read_bytes() == b"hello"
     assert (target / "data/latest.csv").is_symlink()

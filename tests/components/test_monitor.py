@@ -17,15 +17,20 @@ from components.config import MonitorConfig
 from components.monitor import FeatureSpec, compare, read_window
 from components.serve import append_record
 
-SPEC = FeatureSpec(numerical=["a", "b"], categorical=["sex"], outputs=["p"],
-                   embeddings={"emb": [f"e{i}" for i in range(8)]})
+SPEC = FeatureSpec(
+    numerical=["a", "b"], categorical=["sex"], outputs=["p"], embeddings={"emb": [f"e{i}" for i in range(8)]}
+)
 
 
 def frame(n: int, rng, shift: float = 0.0, emb_shift: float = 0.0, male: float = 0.5) -> pd.DataFrame:
-    data = pd.DataFrame({
-        "a": rng.normal(shift, 1, n), "b": rng.normal(0, 1, n),
-        "sex": np.where(rng.random(n) < male, "M", "F"), "p": rng.uniform(0, 1, n),
-    })
+    data = pd.DataFrame(
+        {
+            "a": rng.normal(shift, 1, n),
+            "b": rng.normal(0, 1, n),
+            "sex": np.where(rng.random(n) < male, "M", "F"),
+            "p": rng.uniform(0, 1, n),
+        }
+    )
     for i in range(8):
         data[f"e{i}"] = rng.normal(emb_shift, 1, n)
     return data
@@ -97,9 +102,15 @@ def test_read_window_keeps_answered_full_records_of_the_prefix_newest_last(tmp_p
     log = tmp_path / "v1.jsonl"
 
     def record(i, status=200, prefix="replay-a-", inputs=True):
-        append_record(log, {"status": status, "client_request_id": f"{prefix}{i}",
-                            "inputs": [{"x": i}, {"x": i + 0.5}] if inputs else {"summary": True},
-                            "outputs": [{"y": 1}, {"y": 2}]})
+        append_record(
+            log,
+            {
+                "status": status,
+                "client_request_id": f"{prefix}{i}",
+                "inputs": [{"x": i}, {"x": i + 0.5}] if inputs else {"summary": True},
+                "outputs": [{"y": 1}, {"y": 2}],
+            },
+        )
 
     for i in range(5):
         record(i)
@@ -157,8 +168,9 @@ def test_two_gates_racing_cannot_both_promote(tmp_path, repo_root):
         for value in (1.0, 2.0, 2.0):
             (tmp_path / "value.txt").write_text(str(value))
             with mlflow.start_run():
-                info = mlflow.pyfunc.log_model(name="model", python_model=str(code),
-                                               artifacts={"value": str(tmp_path / "value.txt")})
+                info = mlflow.pyfunc.log_model(
+                    name="model", python_model=str(code), artifacts={"value": str(tmp_path / "value.txt")}
+                )
             mlflow.register_model(info.model_uri, "race")
         client.set_registered_model_alias("race", "champion", "1")
     finally:
@@ -167,10 +179,19 @@ def test_two_gates_racing_cannot_both_promote(tmp_path, repo_root):
     env["PYTHONPATH"] = str(repo_root)
     script = tmp_path / "gate.py"
     script.write_text(GATE_SCRIPT)
-    procs = [subprocess.Popen([sys.executable, str(script), uri, v], cwd=tmp_path, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for v in ("2", "3")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), uri, v],
+            cwd=tmp_path,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for v in ("2", "3")
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
-    for proc, (out, err) in zip(procs, outs):
+    for proc, (_out, err) in zip(procs, outs):
         assert proc.returncode == 0, err[-2000:]
     decisions = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     assert sorted(d["promoted"] for d in decisions) == [False, True], decisions

@@ -151,7 +151,11 @@ def _non_numeric(history):
 
 
 BAD_REQUESTS = {
-    "not json": ({"content": b'{"dataframe_split": [1, 2', "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+    "not json": (
+        {"content": b'{"dataframe_split": [1, 2', "headers": {"content-type": "application/json"}},
+        400,
+        "not valid JSON",
+    ),
     "no dataframe key": ({"json": {"instances": [[1, 2]]}}, 400, "exactly one of"),
     "empty object": ({"json": {}}, 400, "exactly one of"),
     "both formats": ({"json": {"dataframe_split": {"data": []}, "dataframe_records": []}}, 400, "exactly one of"),
@@ -159,7 +163,11 @@ BAD_REQUESTS = {
     "top-level number": ({"json": 3}, 400, "JSON object"),
     "split is a list": ({"json": {"dataframe_split": [[1, 2]]}}, 400, "must be a dictionary"),
     "records is an object": ({"json": {"dataframe_records": {"HUFL": 1}}}, 400, "list of records"),
-    "ragged rows": ({"json": {"dataframe_split": {"columns": ["date", "HUFL"], "data": [[1], [1, 2, 3]]}}}, 400, "split"),
+    "ragged rows": (
+        {"json": {"dataframe_split": {"columns": ["date", "HUFL"], "data": [[1], [1, 2, 3]]}}},
+        400,
+        "split",
+    ),
     "missing column": (lambda h: {"json": split_body(h.drop(columns="OT"))}, 422, "missing required column(s) ['OT']"),
     "non-numeric value": (lambda h: {"json": _non_numeric(h)}, 422, "HULL"),
     "bad timestamp": (lambda h: {"json": split_body(h.assign(date=["x"] * len(h)))}, 422, "date"),
@@ -300,8 +308,12 @@ def test_concurrent_requests_are_each_logged_exactly_once(store):
                 payload = bad if i % 5 == 4 else good[t]
                 start = time.perf_counter()
                 try:
-                    r = session.post(f"{base}/invocations", data=payload, timeout=30,
-                                     headers={"Content-Type": "application/json", "X-Request-ID": marker})
+                    r = session.post(
+                        f"{base}/invocations",
+                        data=payload,
+                        timeout=30,
+                        headers={"Content-Type": "application/json", "X-Request-ID": marker},
+                    )
                 except requests.RequestException as err:
                     errors.append(f"{marker}: {err}")
                     continue
@@ -309,8 +321,12 @@ def test_concurrent_requests_are_each_logged_exactly_once(store):
 
     with BackgroundServer(app) as base:
         assert requests.get(f"{base}/health", timeout=10).json()["version"] == app.state.service.version
-        requests.post(f"{base}/invocations", data=good[0], timeout=30, headers={"Content-Type": "application/json",
-                      "X-Request-ID": "warm-up"})
+        requests.post(
+            f"{base}/invocations",
+            data=good[0],
+            timeout=30,
+            headers={"Content-Type": "application/json", "X-Request-ID": "warm-up"},
+        )
         start = time.perf_counter()
         pool = [threading.Thread(target=worker, args=(t, base)) for t in range(threads)]
         for p in pool:
@@ -325,8 +341,10 @@ def test_concurrent_requests_are_each_logged_exactly_once(store):
     latencies = sorted(r[3] for r in results)
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-    print(f"\nserve load on 127.0.0.1: {len(results)} requests ({threads} threads x {per_thread}) in "
-          f"{elapsed:.2f} s = {len(results) / elapsed:.1f} req/s; latency p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(
+        f"\nserve load on 127.0.0.1: {len(results)} requests ({threads} threads x {per_thread}) in "
+        f"{elapsed:.2f} s = {len(results) / elapsed:.1f} req/s; latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
 
     expected = {marker: status for marker, status, _, _ in results}
     assert sorted(set(expected.values())) == [200, 422]

@@ -38,7 +38,7 @@ def frame() -> pd.DataFrame:
     )
 
 
-def suite(*expectations) -> "gx.ExpectationSuite":
+def suite(*expectations) -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name="tiny", expectations=list(expectations))
 
 
@@ -140,9 +140,7 @@ def test_table_level_failure():
 
 
 def test_expectation_on_missing_column_is_reported_not_raised():
-    result = run_checks(
-        [Check("tiny", FILE, frame(), suite(gxe.ExpectColumnValuesToNotBeNull(column="nope")))]
-    )
+    result = run_checks([Check("tiny", FILE, frame(), suite(gxe.ExpectColumnValuesToNotBeNull(column="nope")))])
     (failure,) = result.failures
     assert failure.column == "nope" and failure.error
     assert f"{FILE}: column 'nope': could not be checked" in result.error_message()
@@ -195,9 +193,7 @@ def test_write_report(tmp_path):
 def test_read_failure_is_a_validation_failure(tmp_path):
     err = read_failure("x.csv read", Path("x.csv"), "the file is empty")
     assert isinstance(err, ValidationFailed) and not err.result.success
-    assert str(err) == (
-        "x.csv: cannot be read: the file is empty (file_is_readable, check 'x.csv read')"
-    )
+    assert str(err) == ("x.csv: cannot be read: the file is empty (file_is_readable, check 'x.csv read')")
     json_path, _ = write_report(err.result, tmp_path)
     assert json.loads(json_path.read_text())["failures"][0]["error"] == "the file is empty"
 
@@ -207,8 +203,7 @@ def test_result_round_trips_through_json():
         success=False,
         n_expectations=1,
         failures=[
-            Failure("c", "f.csv", "expect_x", "col", {"a": float("nan")}, 1,
-                    [{"line": 2, "value": float("nan")}])
+            Failure("c", "f.csv", "expect_x", "col", {"a": float("nan")}, 1, [{"line": 2, "value": float("nan")}])
         ],
         checks=["c"],
     )
@@ -221,7 +216,5 @@ def test_import_is_lazy():
     """The CLI imports this module; great_expectations (seconds to import) must not come with it."""
     code = "import sys, components.validate; print('great_expectations' in sys.modules)"
     root = Path(__file__).parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

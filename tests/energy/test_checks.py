@@ -220,8 +220,9 @@ def test_missing_timestamp(tmp_path, etth1_lines):
 
 
 def test_missing_column(tmp_path, etth1_lines):
-    lines = [",".join(ln.rstrip("\n").split(",")[:-2] + [ln.rstrip("\n").split(",")[-1]]) + "\n"
-             for ln in etth1_lines]  # LULL removed from the header and every row
+    lines = [
+        ",".join(ln.rstrip("\n").split(",")[:-2] + [ln.rstrip("\n").split(",")[-1]]) + "\n" for ln in etth1_lines
+    ]  # LULL removed from the header and every row
     path = _write(tmp_path, lines)
     result = _validate(path, ETT_HOURLY)  # no KeyError: the series check uses what is there
     assert not result.success
@@ -264,11 +265,15 @@ def test_empty_file(tmp_path):
     assert "Traceback" not in message and not err.value.result.success
 
 
-@pytest.mark.parametrize("junk", [
-    bytes(random.Random(0).getrandbits(8) for _ in range(4096)),  # random bytes
-    b"\x00\x01\x02\x03" * 256,  # NUL bytes that pandas would read as one odd column
-    b"\x89PNG\r\n\x1a\n" + bytes(range(256)),
-], ids=["random", "nul", "png"])
+@pytest.mark.parametrize(
+    "junk",
+    [
+        bytes(random.Random(0).getrandbits(8) for _ in range(4096)),  # random bytes
+        b"\x00\x01\x02\x03" * 256,  # NUL bytes that pandas would read as one odd column
+        b"\x89PNG\r\n\x1a\n" + bytes(range(256)),
+    ],
+    ids=["random", "nul", "png"],
+)
 def test_binary_junk(tmp_path, junk):
     path = tmp_path / "ETTh1.csv"
     path.write_bytes(junk)

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components import stages
 from components.config import load_config
 from components.project import Paths
-from components import stages
 from pipelines.energy.data import count_windows, make_datamodule, prepare, window_ranges
 from pipelines.energy.project import ENERGY
 from pipelines.energy.schema import ETT_HOURLY
@@ -33,7 +33,11 @@ def prepared(etth1, tmp_path_factory):
 def test_standard_borders(prepared):
     _, summary, _ = prepared
     assert summary["rows"] == {"train": 8640, "val": 2880, "test": 2880}
-    assert summary["first"] == {"train": "2016-07-01 00:00:00", "val": "2017-06-26 00:00:00", "test": "2017-10-24 00:00:00"}
+    assert summary["first"] == {
+        "train": "2016-07-01 00:00:00",
+        "val": "2017-06-26 00:00:00",
+        "test": "2017-10-24 00:00:00",
+    }
 
 
 def test_scaler_fitted_on_train_rows_only(prepared):
@@ -85,8 +89,9 @@ def loopback_mirror(shared_data):
 
 def test_pull_and_validate_real_ett_from_loopback(loopback_mirror, repo_root, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    cfg = load_config("energy", ENERGY.section, repo_root / "params.yaml", "full",
-                      [f"energy.data.ett_mirror={loopback_mirror}"])
+    cfg = load_config(
+        "energy", ENERGY.section, repo_root / "params.yaml", "full", [f"energy.data.ett_mirror={loopback_mirror}"]
+    )
     paths = Paths.of("energy", tmp_path / "data")
     stages.pull(ENERGY, cfg, paths)
     assert (paths.raw / "ETTh1.csv").stat().st_size == 2_589_657
@@ -99,8 +104,9 @@ def test_pull_and_validate_real_ett_from_loopback(loopback_mirror, repo_root, tm
 
 def test_wrong_checksum_fails_pull_and_leaves_no_raw(loopback_mirror, repo_root, tmp_path):
     bad = "sha256:" + "0" * 64
-    cfg = load_config("energy", ENERGY.section, repo_root / "params.yaml", "full",
-                      [f"energy.data.ett_mirror={loopback_mirror}"])
+    cfg = load_config(
+        "energy", ENERGY.section, repo_root / "params.yaml", "full", [f"energy.data.ett_mirror={loopback_mirror}"]
+    )
     cfg.project.data.checksums["ETTh1.csv"] = bad
     paths = Paths.of("energy", tmp_path / "data")
     with pytest.raises(Exception, match="ETTh1.csv"):

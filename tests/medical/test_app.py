@@ -11,13 +11,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.medical.app import MAX_BYTES, InputError, check_age, read_image
+from pipelines.medical.serving.app import MAX_BYTES, InputError, check_age, read_image
 
 REPO = Path(__file__).resolve().parents[2]
 NIH_SAMPLE = Path(__file__).parents[2].parent / "shared/data/medical/nih_chestxray14/images/00000100_000.png"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 # ---- input checks, no browser ---------------------------------------------------------------
@@ -82,16 +90,25 @@ def app_url(tmp_path_factory):
     from components import stages
     from components.config import load_config, quiet_environment
     from components.project import Paths
-    from pipelines.medical.app import build_app, load_champion
     from pipelines.medical.project import MEDICAL
+    from pipelines.medical.serving.app import build_app, load_champion
 
     quiet_environment()
     tmp = tmp_path_factory.mktemp("medical_app")
     saved = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-    cfg = load_config("medical", MEDICAL.section, REPO / "params.yaml", "demo",
-                      ["medical.train.max_epochs=1", "medical.data.demo_patients=40",
-                       "medical.bootstrap=10", "medical.gradcam_images=1"])
+    cfg = load_config(
+        "medical",
+        MEDICAL.section,
+        REPO / "params.yaml",
+        "demo",
+        [
+            "medical.train.max_epochs=1",
+            "medical.data.demo_patients=40",
+            "medical.bootstrap=10",
+            "medical.gradcam_images=1",
+        ],
+    )
     paths = Paths.of("medical", tmp / "data")
     for stage in ("pull", "validate", "prepare", "train", "evaluate", "register"):
         stages.run(MEDICAL, cfg, stage, paths)
@@ -127,8 +144,8 @@ def page(app_url):
 def _rows(page) -> list[list[str]]:
     """The table's body cells by row (Gradio 6 renders them as role=gridcell with data-row/col)."""
     cells = page.eval_on_selector_all(
-        "#findings [role=gridcell]",
-        "els => els.map(e => [e.dataset.row, e.dataset.col, e.innerText.trim()])")
+        "#findings [role=gridcell]", "els => els.map(e => [e.dataset.row, e.dataset.col, e.innerText.trim()])"
+    )
     rows: dict = {}
     for r, c, text in cells:
         rows.setdefault(r, {})[int(c)] = text
@@ -136,7 +153,7 @@ def _rows(page) -> list[list[str]]:
 
 
 def test_browser_predicts_and_explains_a_real_film(app_url, page, tmp_path):
-    from pipelines.medical.sources import FINDINGS
+    from pipelines.medical.sources.nih import FINDINGS
 
     assert Image.open(NIH_SAMPLE).mode == "RGBA"
     notice = page.get_by_text("Research use only — not for clinical decisions")

@@ -19,17 +19,29 @@ import pytest
 from PIL import Image
 
 from components.validate import ValidationFailed, run_checks
-from pipelines.medical import sources as S
 from pipelines.medical.checks import medical_checks, read_entry_cells
-from pipelines.medical.demo import write_demo
-from pipelines.medical.shards import write_shards
+from pipelines.medical.sources import nih as S
+from pipelines.medical.sources.demo import write_demo
+from pipelines.medical.sources.shards import write_shards
 
 NIH = Path(__file__).parents[2].parent / "shared" / "data" / "medical" / "nih_chestxray14"
 OFFICIAL_TEST = {  # SOURCE.md: the sample's images in NIH's official test_list.txt
-    "00001369_000.png", "00001933_000.png", "00007417_000.png", "00007498_000.png",
-    "00009745_000.png", "00012609_000.png", "00013125_000.png", "00015192_000.png",
-    "00015649_000.png", "00016587_000.png", "00017611_000.png", "00018999_000.png",
-    "00022084_000.png", "00022178_000.png", "00022572_000.png", "00026911_000.png",
+    "00001369_000.png",
+    "00001933_000.png",
+    "00007417_000.png",
+    "00007498_000.png",
+    "00009745_000.png",
+    "00012609_000.png",
+    "00013125_000.png",
+    "00015192_000.png",
+    "00015649_000.png",
+    "00016587_000.png",
+    "00017611_000.png",
+    "00018999_000.png",
+    "00022084_000.png",
+    "00022178_000.png",
+    "00022572_000.png",
+    "00026911_000.png",
 }
 
 
@@ -45,8 +57,13 @@ def _png(size: int, mode: str = "L") -> bytes:
     return buf.getvalue()
 
 
-def _nih_folder(root: Path, entry_lines: list[str] | None = None, images: dict | None = None,
-                box_lines: list[str] | None = None, extra_test: list[str] = ()) -> Path:
+def _nih_folder(
+    root: Path,
+    entry_lines: list[str] | None = None,
+    images: dict | None = None,
+    box_lines: list[str] | None = None,
+    extra_test: list[str] = (),
+) -> Path:
     """An NIH folder in `root`: CSVs (given lines or the sample's), official lists, image shards."""
     root.mkdir(parents=True, exist_ok=True)
     entry_lines = entry_lines or (NIH / S.ENTRIES_FILE).read_text().splitlines(keepends=True)
@@ -141,8 +158,9 @@ def broken(tmp_path_factory):
     b = boxes[2].split(",")
     boxes[2] = ",".join([b[0], "Fracture", *b[2:]])
 
-    root = _nih_folder(tmp_path_factory.mktemp("broken") / "raw", lines, images, boxes,
-                       extra_test=["99999999_000.png"])  # a listed image with no entry
+    root = _nih_folder(
+        tmp_path_factory.mktemp("broken") / "raw", lines, images, boxes, extra_test=["99999999_000.png"]
+    )  # a listed image with no entry
     result = run_checks(medical_checks(root, image_size=1024))
     entries = root / S.ENTRIES_FILE
     faults = {  # (file, column) -> the lines that must be named
@@ -168,17 +186,29 @@ def test_broken_copy_fails_with_exactly_the_planted_faults(broken):
     assert found == set(faults), result.error_message()
 
 
-@pytest.mark.parametrize("column", [
-    "age", "sex", "image", "present", "decodable", "width", "height", "patient_in_both_lists",
-    "x_end", "finding", "has_entry",
-])
+@pytest.mark.parametrize(
+    "column",
+    [
+        "age",
+        "sex",
+        "image",
+        "present",
+        "decodable",
+        "width",
+        "height",
+        "patient_in_both_lists",
+        "x_end",
+        "finding",
+        "has_entry",
+    ],
+)
 def test_each_fault_names_file_column_and_line(broken, column):
     _, result, faults = broken
-    (path, lines), = [(p, ln) for (p, c), ln in faults.items() if c == column]
-    failure, = [f for f in result.failures if f.column == column]
+    ((path, lines),) = [(p, ln) for (p, c), ln in faults.items() if c == column]
+    (failure,) = [f for f in result.failures if f.column == column]
     assert failure.file == str(path)
     assert sorted(ex["line"] for ex in failure.examples) == lines
-    paragraph, = [p for p in result.error_message().split("\n\n") if f"column {column!r}" in p]
+    (paragraph,) = [p for p in result.error_message().split("\n\n") if f"column {column!r}" in p]
     assert paragraph.startswith(f"{path}: column {column!r}, line {lines[0]}")
 
 
@@ -233,8 +263,7 @@ def test_demo_in_shards_passes_at_its_size(tmp_path):
     root.mkdir()
     for name in S.NIH_TABLES:
         shutil.copy(demo / name, root / name)
-    write_shards(sorted((p.name, p) for p in (demo / "images").iterdir()), root / "images",
-                 shard_size=20)
+    write_shards(sorted((p.name, p) for p in (demo / "images").iterdir()), root / "images", shard_size=20)
     checks = medical_checks(root, image_size=64, workers=2)
     result = run_checks(checks)
     assert result.success, result.error_message()

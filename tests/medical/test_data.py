@@ -18,21 +18,38 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.medical import sources as S
 from pipelines.medical.data import (
-    DecodeImaged, MedicalDataModule, collate, eval_transforms, image_statistics, prepare,
+    DecodeImaged,
+    MedicalDataModule,
+    collate,
+    eval_transforms,
+    image_statistics,
+    prepare,
 )
-from pipelines.medical.demo import write_demo
-from pipelines.medical.shards import open_images, write_shards
+from pipelines.medical.sources import nih as S
+from pipelines.medical.sources.demo import write_demo
+from pipelines.medical.sources.shards import open_images, write_shards
 from pipelines.medical.text import metadata_text
 
 NIH = Path(__file__).parents[2].parent / "shared" / "data" / "medical" / "nih_chestxray14"
 RGBA = ("00000100_000.png", "00001369_000.png", "00004934_000.png", "00005813_000.png")
 OFFICIAL_TEST = {  # SOURCE.md
-    "00001369_000.png", "00001933_000.png", "00007417_000.png", "00007498_000.png",
-    "00009745_000.png", "00012609_000.png", "00013125_000.png", "00015192_000.png",
-    "00015649_000.png", "00016587_000.png", "00017611_000.png", "00018999_000.png",
-    "00022084_000.png", "00022178_000.png", "00022572_000.png", "00026911_000.png",
+    "00001369_000.png",
+    "00001933_000.png",
+    "00007417_000.png",
+    "00007498_000.png",
+    "00009745_000.png",
+    "00012609_000.png",
+    "00013125_000.png",
+    "00015192_000.png",
+    "00015649_000.png",
+    "00016587_000.png",
+    "00017611_000.png",
+    "00018999_000.png",
+    "00022084_000.png",
+    "00022178_000.png",
+    "00022572_000.png",
+    "00026911_000.png",
 }
 COLUMNS = ["image", "patient_id", "split", "age", "sex", "view", *S.FINDINGS, "text"]
 
@@ -55,8 +72,7 @@ def raw(tmp_path_factory) -> Path:
     raw.mkdir()
     for name in S.NIH_TABLES:
         shutil.copy(demo / name, raw / name)
-    write_shards(sorted((p.name, p) for p in (demo / "images").iterdir()), raw / "images",
-                 shard_size=50)
+    write_shards(sorted((p.name, p) for p in (demo / "images").iterdir()), raw / "images", shard_size=50)
     return raw
 
 
@@ -89,7 +105,8 @@ def test_prepare_splits_by_patient(raw, prepared):
     entries = S.read_nih_entries(raw / S.ENTRIES_FILE)
     for pid in val:
         assert set(table.loc[table["patient_id"] == pid, "image"]) == set(
-            entries.loc[entries["patient_id"] == pid, "image"])
+            entries.loc[entries["patient_id"] == pid, "image"]
+        )
     for s in S.SPLITS:
         rows = table[table["split"] == s]
         assert summary["rows"][s] == len(rows) > 0
@@ -121,8 +138,7 @@ def test_text_column(raw, prepared, tmp_path):
     assert metadata_text(4, "F", "AP") == "age_0 sex_f view_ap"
     assert metadata_text(None, "", float("nan")) == "age_unknown sex_unknown view_unknown"
     table = pd.read_parquet(prepared[0] / "entries.parquet")
-    assert list(table["text"]) == [metadata_text(a, s, v)
-                                   for a, s, v in zip(table["age"], table["sex"], table["view"])]
+    assert list(table["text"]) == [metadata_text(a, s, v) for a, s, v in zip(table["age"], table["sex"], table["view"])]
     prepare(raw, tmp_path / "none", 0.25, 0, text_mode="none")
     assert set(pd.read_parquet(tmp_path / "none" / "entries.parquet")["text"]) == {""}
     with pytest.raises(ValueError, match="text_mode"):
@@ -200,8 +216,7 @@ def test_train_augmentation_is_random_val_is_not(raw, prepared):
         assert all(0 <= float(d.min()) and float(d.max()) <= 1 for d in draws)
         assert torch.equal(torch.as_tensor(val[0]["image"]), torch.as_tensor(val[0]["image"]))
     unaugmented = _dm(raw, out, augment=False).dataset("train")
-    assert torch.equal(torch.as_tensor(unaugmented[0]["image"]),
-                       torch.as_tensor(unaugmented[0]["image"]))
+    assert torch.equal(torch.as_tensor(unaugmented[0]["image"]), torch.as_tensor(unaugmented[0]["image"]))
 
 
 def test_a_worker_process_reads_the_shards(raw, prepared):
@@ -285,8 +300,7 @@ def test_real_rgba_images_come_out_as_one_channel_in_0_1(tmp_path):
     (raw / S.TRAIN_VAL_LIST).write_text("".join(n + "\n" for n in names if n not in OFFICIAL_TEST))
     write_shards({n: NIH / "images" / n for n in names}, raw / "images")
     prepare(raw, tmp_path / "prepared", val_fraction=0.2, seed=0, text_mode="metadata")
-    dm = MedicalDataModule(tmp_path / "prepared", raw / "images", size=64, batch_size=4,
-                           augment=False)
+    dm = MedicalDataModule(tmp_path / "prepared", raw / "images", size=64, batch_size=4, augment=False)
     items = []
     for name in RGBA:  # wherever the split put them
         split = dm.entries.loc[dm.entries["image"] == name, "split"].item()

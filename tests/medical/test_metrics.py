@@ -1,4 +1,4 @@
-"""Tests for pipelines/medical/metrics.py: every metric against scikit-learn or a hand computation,
+"""Tests for pipelines/medical/evaluation/metrics.py: every metric against scikit-learn or a hand computation,
 the patient-level bootstrap's behaviour, thresholds carried from validation to test, calibration,
 subgroups, localisation metrics and the CheXNet comparison guard."""
 
@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import f1_score, roc_auc_score
 
-from pipelines.medical.metrics import (
+from pipelines.medical.evaluation.metrics import (
     AGE_BANDS,
     CHEXNET_AUROC,
     CHEXNET_MEAN_AUROC,
@@ -205,8 +205,10 @@ def test_youden_thresholds_from_val_are_applied_unchanged_on_test():
     for k, name in enumerate(names):
         keep = ~np.isnan(y_val[:, k])
         yv, pv = y_val[keep, k], p_val[keep, k]
-        j = [((pv >= t) & (yv == 1)).sum() / (yv == 1).sum() - ((pv >= t) & (yv == 0)).sum() / (yv == 0).sum()
-             for t in np.unique(pv)]
+        j = [
+            ((pv >= t) & (yv == 1)).sum() / (yv == 1).sum() - ((pv >= t) & (yv == 0)).sum() / (yv == 0).sum()
+            for t in np.unique(pv)
+        ]
         best_j = max(j)
         t = thresholds[name]
         got_j = ((pv >= t) & (yv == 1)).sum() / (yv == 1).sum() - ((pv >= t) & (yv == 0)).sum() / (yv == 0).sum()
@@ -375,7 +377,7 @@ def test_roc_table_long_format_and_figure(tmp_path):
 def _box_map(shape, box):
     x, y, w, h = box
     cam = np.zeros(shape)
-    cam[y:y + h, x:x + w] = 1.0
+    cam[y : y + h, x : x + w] = 1.0
     return cam
 
 
@@ -407,8 +409,12 @@ def test_localisation_summary_per_finding():
     shape = (32, 32)
     box = (8, 8, 8, 8)
     on, off = _box_map(shape, box), _box_map(shape, (24, 24, 4, 4))
-    records = [("Mass", on, box), ("Mass", off, box), ("Infiltrate", on, box),
-               {"finding": "Nodule", "cam": off, "box": box}]
+    records = [
+        ("Mass", on, box),
+        ("Mass", off, box),
+        ("Infiltrate", on, box),
+        {"finding": "Nodule", "cam": off, "box": box},
+    ]
     table = localisation_summary(records).set_index("finding")
     assert table.loc["Mass", "n"] == 2 and table.loc["Mass", "hit_rate"] == 0.5
     assert table.loc["Mass", "mean_iou"] == pytest.approx(0.5)
@@ -427,10 +433,13 @@ def test_chexnet_reference_values():
 
 
 def _ci_table(n_pos):
-    rows = [dict(finding=name, auroc=0.8, ci_low=0.75, ci_high=0.85, n_pos=n_pos, n_neg=1000, n_boot_valid=1000)
-            for name in NAMES]
-    rows.append(dict(finding="mean", auroc=0.8, ci_low=0.78, ci_high=0.82, n_pos=14 * n_pos, n_neg=14000,
-                     n_boot_valid=1000))
+    rows = [
+        dict(finding=name, auroc=0.8, ci_low=0.75, ci_high=0.85, n_pos=n_pos, n_neg=1000, n_boot_valid=1000)
+        for name in NAMES
+    ]
+    rows.append(
+        dict(finding="mean", auroc=0.8, ci_low=0.78, ci_high=0.82, n_pos=14 * n_pos, n_neg=14000, n_boot_valid=1000)
+    )
     return pd.DataFrame(rows)
 
 

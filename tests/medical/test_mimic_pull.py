@@ -1,4 +1,4 @@
-"""pipelines.medical.mimic.pull_mimic against a real HTTP server on 127.0.0.1 that requires HTTP Basic
+"""pipelines.medical.sources.mimic.pull_mimic against a real HTTP server on 127.0.0.1 that requires HTTP Basic
 authentication, as PhysioNet does, serving a tiny copy of both projects in PhysioNet's layout:
 
     files/mimic-cxr-jpg/2.1.0/   mimic-cxr-2.0.0-{metadata,chexpert,split}.csv.gz, SHA256SUMS.txt,
@@ -28,9 +28,9 @@ import pytest
 from PIL import Image
 
 from components.fetch import FetchError
-from pipelines.medical import mimic as M
-from pipelines.medical.shards import ShardReader
-from pipelines.medical.sources import FINDINGS
+from pipelines.medical.sources import mimic as M
+from pipelines.medical.sources.nih import FINDINGS
+from pipelines.medical.sources.shards import ShardReader
 
 USER, PASSWORD = "dr-reader-4821", "Pa55-w0rd-never-shown"
 
@@ -44,8 +44,13 @@ DICOMS = {
     "9d1e4f8a-11112222-33334444-55556666-77778888": (11000011, 59000001, "PA", "test"),
 }
 LABELS = {  # study -> non-blank CheXpert values; every other column is blank (not mentioned)
-    50414267: {"Cardiomegaly": "1.0", "Consolidation": "-1.0", "Pleural Effusion": "1.0",
-               "Pneumothorax": "-1.0", "Support Devices": "0.0"},
+    50414267: {
+        "Cardiomegaly": "1.0",
+        "Consolidation": "-1.0",
+        "Pleural Effusion": "1.0",
+        "Pneumothorax": "-1.0",
+        "Support Devices": "0.0",
+    },
     53189527: {"Atelectasis": "-1.0", "Edema": "0.0", "Lung Lesion": "1.0"},
     57375967: {"No Finding": "1.0"},
     59000001: {"Pneumonia": "1.0", "Edema": "-1.0"},
@@ -69,12 +74,14 @@ CSVS = tuple(f"{stem}.csv.gz" for stem in M.MIMIC_FILES.values())
 
 
 def _report(heading: str, indication: str) -> str:
-    return ("                                 FINAL REPORT\n"
-            " EXAMINATION:  CHEST (PA AND LAT)\n \n"
-            f" {heading}:  {indication}\n \n"
-            " TECHNIQUE:  Chest PA and lateral\n \n COMPARISON:  None.\n \n"
-            " FINDINGS: \n \n Left lower lobe opacity and a small effusion.\n \n"
-            " IMPRESSION: \n \n Pneumonia.\n")
+    return (
+        "                                 FINAL REPORT\n"
+        " EXAMINATION:  CHEST (PA AND LAT)\n \n"
+        f" {heading}:  {indication}\n \n"
+        " TECHNIQUE:  Chest PA and lateral\n \n COMPARISON:  None.\n \n"
+        " FINDINGS: \n \n Left lower lobe opacity and a small effusion.\n \n"
+        " IMPRESSION: \n \n Pneumonia.\n"
+    )
 
 
 def _gz_csv(path: Path, header: list[str], rows: list) -> None:
@@ -85,8 +92,11 @@ def _gz_csv(path: Path, header: list[str], rows: list) -> None:
 
 
 def _sums(root: Path, skip: tuple[str, ...] = ()) -> None:
-    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()} {p.relative_to(root).as_posix()}\n"
-             for p in sorted(root.rglob("*")) if p.is_file() and p.relative_to(root).as_posix() not in skip]
+    lines = [
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()} {p.relative_to(root).as_posix()}\n"
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).as_posix() not in skip
+    ]
     (root / M.SUMS_FILE).write_text("".join(lines))
 
 
@@ -97,17 +107,54 @@ def physionet(tmp_path) -> Path:
     jpg, rep = root / "files" / "mimic-cxr-jpg" / "2.1.0", root / "files" / "mimic-cxr" / "2.1.0"
     jpg.mkdir(parents=True)
     rep.mkdir(parents=True)
-    _gz_csv(jpg / CSVS[0], ["dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription",
-                            "ViewPosition", "Rows", "Columns", "StudyDate", "StudyTime",
-                            "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
-                            "PatientOrientationCodeSequence_CodeMeaning"],
-            [(d, p, s, "CHEST (PA AND LAT)", v, 80, 64, 21800506, "213014.531", "CHEST (PA AND LAT)",
-              "postero-anterior", "Erect") for d, (p, s, v, _) in DICOMS.items()])
-    _gz_csv(jpg / CSVS[1], ["subject_id", "study_id", *M.CHEXPERT_LABELS],
-            [(p, s, *(LABELS[s].get(c, "") for c in M.CHEXPERT_LABELS))
-             for p, s in sorted({(p, s) for p, s, _, _ in DICOMS.values()}, reverse=True) if s in LABELS])
-    _gz_csv(jpg / CSVS[2], ["dicom_id", "study_id", "subject_id", "split"],
-            [(d, s, p, sp) for d, (p, s, _, sp) in DICOMS.items()])
+    _gz_csv(
+        jpg / CSVS[0],
+        [
+            "dicom_id",
+            "subject_id",
+            "study_id",
+            "PerformedProcedureStepDescription",
+            "ViewPosition",
+            "Rows",
+            "Columns",
+            "StudyDate",
+            "StudyTime",
+            "ProcedureCodeSequence_CodeMeaning",
+            "ViewCodeSequence_CodeMeaning",
+            "PatientOrientationCodeSequence_CodeMeaning",
+        ],
+        [
+            (
+                d,
+                p,
+                s,
+                "CHEST (PA AND LAT)",
+                v,
+                80,
+                64,
+                21800506,
+                "213014.531",
+                "CHEST (PA AND LAT)",
+                "postero-anterior",
+                "Erect",
+            )
+            for d, (p, s, v, _) in DICOMS.items()
+        ],
+    )
+    _gz_csv(
+        jpg / CSVS[1],
+        ["subject_id", "study_id", *M.CHEXPERT_LABELS],
+        [
+            (p, s, *(LABELS[s].get(c, "") for c in M.CHEXPERT_LABELS))
+            for p, s in sorted({(p, s) for p, s, _, _ in DICOMS.values()}, reverse=True)
+            if s in LABELS
+        ],
+    )
+    _gz_csv(
+        jpg / CSVS[2],
+        ["dicom_id", "study_id", "subject_id", "split"],
+        [(d, s, p, sp) for d, (p, s, _, sp) in DICOMS.items()],
+    )
     rng = np.random.default_rng(0)
     for d, (p, s, _, _) in DICOMS.items():
         path = jpg / M.image_path(p, s, d)
@@ -195,8 +242,7 @@ def _no_secret_in_files(root: Path) -> None:
 def test_pull_subset_with_credentials(server, physionet, credentials, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     out = tmp_path / "raw"
-    summary = M.pull_mimic(server.url("mimic-cxr-jpg"), out, server.url("mimic-cxr"), SUBSET,
-                           shard_size=3, workers=2)
+    summary = M.pull_mimic(server.url("mimic-cxr-jpg"), out, server.url("mimic-cxr"), SUBSET, shard_size=3, workers=2)
     assert summary == {"images": 4, "studies": 3, "reports": 3, "shards": 2, "unverified": 0}
     assert sorted(p.name for p in out.iterdir()) == sorted([*CSVS, M.IMAGES_DIR, M.REPORTS_DIR])
     jpg = physionet / "files" / "mimic-cxr-jpg" / "2.1.0"
@@ -207,8 +253,11 @@ def test_pull_subset_with_credentials(server, physionet, credentials, tmp_path, 
         assert all(images.read(n) == (jpg / n).read_bytes() for n in SUBSET_IMAGES)
     assert not list(out.rglob("*.jpg")) and not list(out.rglob("*.txt"))
     with ShardReader(out / M.REPORTS_DIR) as reports:
-        assert reports.names() == [M.report_path(10000032, 50414267), M.report_path(10000032, 53189527),
-                                   M.report_path(10000764, 57375967)]
+        assert reports.names() == [
+            M.report_path(10000032, 50414267),
+            M.report_path(10000032, 53189527),
+            M.report_path(10000764, 57375967),
+        ]
         text = reports.read(M.report_path(10000032, 53189527)).decode()
     assert M.read_indication(text) == "Fall, on warfarin."  # the reading (FINDINGS, IMPRESSION) is cut
     assert not (tmp_path / ".raw-downloads").exists()  # the scratch folder is gone
@@ -264,19 +313,23 @@ def test_local_copy_needs_no_credentials(physionet, monkeypatch, tmp_path):
     monkeypatch.delenv(M.USER_VAR, raising=False)
     monkeypatch.delenv(M.PASSWORD_VAR, raising=False)
     base = physionet / "files"
-    summary = M.pull_mimic(str(base / "mimic-cxr-jpg" / "2.1.0"), tmp_path / "raw",
-                           (base / "mimic-cxr" / "2.1.0").as_uri(), 2)
+    summary = M.pull_mimic(
+        str(base / "mimic-cxr-jpg" / "2.1.0"), tmp_path / "raw", (base / "mimic-cxr" / "2.1.0").as_uri(), 2
+    )
     assert summary["images"] == 3 and summary["reports"] == 2
 
 
 # ---- refusals -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("unset, named", [
-    ((M.USER_VAR, M.PASSWORD_VAR), "PHYSIONET_USERNAME and PHYSIONET_PASSWORD not set"),
-    ((M.PASSWORD_VAR,), "PHYSIONET_PASSWORD not set"),
-    ((M.USER_VAR,), "PHYSIONET_USERNAME not set"),
-])
+@pytest.mark.parametrize(
+    "unset, named",
+    [
+        ((M.USER_VAR, M.PASSWORD_VAR), "PHYSIONET_USERNAME and PHYSIONET_PASSWORD not set"),
+        ((M.PASSWORD_VAR,), "PHYSIONET_PASSWORD not set"),
+        ((M.USER_VAR,), "PHYSIONET_USERNAME not set"),
+    ],
+)
 def test_missing_credentials_name_the_variable(server, monkeypatch, tmp_path, unset, named):
     monkeypatch.setenv(M.USER_VAR, USER)
     monkeypatch.setenv(M.PASSWORD_VAR, PASSWORD)
@@ -338,9 +391,18 @@ def test_cli_pull_then_validate_says_what_is_missing(server, monkeypatch, tmp_pa
     monkeypatch.delenv("SCIFOLIO_DEBUG", raising=False)
     monkeypatch.setenv(M.USER_VAR, USER)
     monkeypatch.setenv(M.PASSWORD_VAR, "wrong")
-    sets = ["--set", "medical.data.source=mimic", "--set", f"medical.data.mimic_jpg_url={server.url('mimic-cxr-jpg')}",
-            "--set", f"medical.data.mimic_reports_url={server.url('mimic-cxr')}",
-            "--set", "medical.data.mimic_max_studies=2", "--data-dir", str(tmp_path / "data")]
+    sets = [
+        "--set",
+        "medical.data.source=mimic",
+        "--set",
+        f"medical.data.mimic_jpg_url={server.url('mimic-cxr-jpg')}",
+        "--set",
+        f"medical.data.mimic_reports_url={server.url('mimic-cxr')}",
+        "--set",
+        "medical.data.mimic_max_studies=2",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     assert main(["medical", "pull", *sets]) == 1
     err = capsys.readouterr().err
     assert f"error: medical pull: PhysioNet refused the credentials for {server.url('mimic-cxr-jpg')}" in err

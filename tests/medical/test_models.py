@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipelines.medical.explain import gradcam, overlay, text_attributions
+from pipelines.medical.evaluation.explain import gradcam, overlay, text_attributions
 from pipelines.medical.models import (
     MODEL_HPARAMS,
     DenseNet121Baseline,
@@ -23,7 +23,7 @@ from pipelines.medical.models import (
     load_densenet_weights,
 )
 from pipelines.medical.module import MedicalClassifier, masked_bce
-from pipelines.medical.sources import FINDINGS
+from pipelines.medical.sources.nih import FINDINGS
 from pipelines.medical.text import metadata_text
 
 K = len(FINDINGS)
@@ -224,15 +224,18 @@ def test_pretrained_torchvision_naming_and_rgb_stem(tmp_path):
     # checkpoints come: keys renamed, the stem summed to one channel, the 1000-way head skipped
     torch.manual_seed(1)
     rgb = build_model("densenet121", 1000, in_channels=3).net
-    tv = {k.replace(".layers.", ".").replace("class_layers.out.", "classifier."): v
-          for k, v in rgb.state_dict().items()}
+    tv = {
+        k.replace(".layers.", ".").replace("class_layers.out.", "classifier."): v for k, v in rgb.state_dict().items()
+    }
     path = tmp_path / "tv.pth"
     torch.save({"state_dict": {f"module.densenet121.{k}": v for k, v in tv.items()}}, path)
     grey = build_model("densenet121", K).net
     report = load_densenet_weights(grey, path)
     torch.testing.assert_close(grey.features.conv0.weight, rgb.features.conv0.weight.sum(1, keepdim=True))
-    torch.testing.assert_close(grey.features.denseblock4.denselayer16.layers.conv2.weight,
-                               rgb.features.denseblock4.denselayer16.layers.conv2.weight)
+    torch.testing.assert_close(
+        grey.features.denseblock4.denselayer16.layers.conv2.weight,
+        rgb.features.denseblock4.denselayer16.layers.conv2.weight,
+    )
     assert report["missing"] == ["class_layers.out.bias", "class_layers.out.weight"]
     assert len(report["skipped"]) == 2 and report["adapted"] and not report["unexpected"]
 
@@ -261,8 +264,10 @@ def test_gradcam_follows_a_bright_disc(baseline):
     # peak in the quadrant holding the disc, wherever the disc is moved
     g = torch.Generator().manual_seed(0)
     model = copy.deepcopy(baseline)
-    pos = [disc(int(torch.randint(10, 54, (), generator=g)), int(torch.randint(10, 54, (), generator=g)), g)
-           for _ in range(6)]
+    pos = [
+        disc(int(torch.randint(10, 54, (), generator=g)), int(torch.randint(10, 54, (), generator=g)), g)
+        for _ in range(6)
+    ]
     neg = [disc(None, None, g) for _ in range(6)]
     with torch.no_grad():
         f = model.forward_features(torch.stack(pos + neg))
@@ -291,7 +296,7 @@ def _reference_cams(model, images, tokens) -> torch.Tensor:
     a = acts[0]
     maps = []
     for k in range(logits.shape[1]):  # backward through the head only: cheap
-        grad, = torch.autograd.grad(logits[:, k].sum(), a, retain_graph=True)
+        (grad,) = torch.autograd.grad(logits[:, k].sum(), a, retain_graph=True)
         maps.append(F.relu((grad.mean(dim=(2, 3), keepdim=True) * a).sum(1)))
     return torch.stack(maps).detach()
 
@@ -369,8 +374,10 @@ def test_metadata_text():
 def test_wordpiece_tokenizer_trains_encodes_and_round_trips(tmp_path, images):
     from pipelines.medical.text import encode, load_tokenizer, train_tokenizer
 
-    train = [metadata_text(a, s, v) for a, s, v in
-             [(58, "F", "PA"), (33, "M", "AP"), (None, "F", "PA"), (71, "M", "PA"), (58, "M", "AP")]]
+    train = [
+        metadata_text(a, s, v)
+        for a, s, v in [(58, "F", "PA"), (33, "M", "AP"), (None, "F", "PA"), (71, "M", "PA"), (58, "M", "AP")]
+    ]
     tok = train_tokenizer(train, vocab_size=200, out_path=tmp_path / "tok" / "tokenizer.json")
     assert [tok.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]")] == [0, 1, 2, 3]
     ids = encode(tok, ["age_55 sex_f view_pa", "age_70 sex_m"], max_len=8)
@@ -405,8 +412,12 @@ def test_lightning_fast_dev_run_logs_losses():
     def batch(i):
         labels = torch.randint(0, 2, (K,), generator=g).float()
         labels[-1] = math.nan  # a masked finding
-        return {"image": torch.rand(1, N, N, generator=g), "tokens": torch.tensor([2, 5 + i % 3, 3, 0]),
-                "labels": labels, "meta": {"image": f"{i:08d}_000.png"}}
+        return {
+            "image": torch.rand(1, N, N, generator=g),
+            "tokens": torch.tensor([2, 5 + i % 3, 3, 0]),
+            "labels": labels,
+            "meta": {"image": f"{i:08d}_000.png"},
+        }
 
     def collate(items):
         out = {k: torch.stack([it[k] for it in items]) for k in ("image", "tokens", "labels")}
@@ -415,8 +426,9 @@ def test_lightning_fast_dev_run_logs_losses():
 
     loader = DataLoader([batch(i) for i in range(4)], batch_size=4, collate_fn=collate)
     module = MedicalClassifier("multimodal", SMALL_MM, vocab_size=VOCAB, pos_weight=[2.0] * K)
-    trainer = pl.Trainer(fast_dev_run=True, accelerator="cpu", enable_progress_bar=False,
-                         enable_model_summary=False, logger=False)
+    trainer = pl.Trainer(
+        fast_dev_run=True, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False, logger=False
+    )
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
     metrics = trainer.callback_metrics
     assert math.isfinite(metrics["train/loss"].item())

@@ -1,4 +1,4 @@
-"""pipelines.medical.sources, .mimic, .demo and .shards on the real NIH ChestX-ray14 sample, a
+"""pipelines.medical.sources.nih, .mimic, .demo and .shards on the real NIH ChestX-ray14 sample, a
 MIMIC-CXR-JPG fixture in PhysioNet's layout, the demo generator and tar shards.
 
 The NIH sample lives in ../shared beside the repository and is never copied into it; broken
@@ -24,12 +24,18 @@ import pytest
 from PIL import Image
 
 from components.fetch import FetchError
-from pipelines.medical import mimic as M
-from pipelines.medical import sources as S
-from pipelines.medical.demo import write_demo
-from pipelines.medical.shards import (
-    INDEX, FolderImages, ShardError, ShardReader, iter_tar_members, open_images,
-    shards_from_nih_archive, write_shards,
+from pipelines.medical.sources import mimic as M
+from pipelines.medical.sources import nih as S
+from pipelines.medical.sources.demo import write_demo
+from pipelines.medical.sources.shards import (
+    INDEX,
+    FolderImages,
+    ShardError,
+    ShardReader,
+    iter_tar_members,
+    open_images,
+    shards_from_nih_archive,
+    write_shards,
 )
 
 NIH = Path(__file__).parents[2].parent / "shared" / "data" / "medical" / "nih_chestxray14"
@@ -39,17 +45,40 @@ IMAGES = NIH / "images"
 
 # from SOURCE.md
 LABEL_COUNTS = {
-    "Atelectasis": 16, "Cardiomegaly": 9, "Consolidation": 12, "Edema": 5, "Effusion": 13,
-    "Emphysema": 5, "Fibrosis": 9, "Hernia": 5, "Infiltration": 17, "Mass": 9, "Nodule": 16,
-    "Pleural_Thickening": 7, "Pneumonia": 5, "Pneumothorax": 6,
+    "Atelectasis": 16,
+    "Cardiomegaly": 9,
+    "Consolidation": 12,
+    "Edema": 5,
+    "Effusion": 13,
+    "Emphysema": 5,
+    "Fibrosis": 9,
+    "Hernia": 5,
+    "Infiltration": 17,
+    "Mass": 9,
+    "Nodule": 16,
+    "Pleural_Thickening": 7,
+    "Pneumonia": 5,
+    "Pneumothorax": 6,
 }
 NO_FINDING_COUNT = 11
 RGBA = ("00000100_000.png", "00001369_000.png", "00004934_000.png", "00005813_000.png")
 OFFICIAL_TEST = {
-    "00001369_000.png", "00001933_000.png", "00007417_000.png", "00007498_000.png",
-    "00009745_000.png", "00012609_000.png", "00013125_000.png", "00015192_000.png",
-    "00015649_000.png", "00016587_000.png", "00017611_000.png", "00018999_000.png",
-    "00022084_000.png", "00022178_000.png", "00022572_000.png", "00026911_000.png",
+    "00001369_000.png",
+    "00001933_000.png",
+    "00007417_000.png",
+    "00007498_000.png",
+    "00009745_000.png",
+    "00012609_000.png",
+    "00013125_000.png",
+    "00015192_000.png",
+    "00015649_000.png",
+    "00016587_000.png",
+    "00017611_000.png",
+    "00018999_000.png",
+    "00022084_000.png",
+    "00022178_000.png",
+    "00022572_000.png",
+    "00026911_000.png",
 }
 
 
@@ -79,8 +108,16 @@ def _write_lists(folder: Path, names: list[str]) -> tuple[Path, Path]:
 def test_vocabularies():
     assert len(S.FINDINGS) == 14 and len(set(S.FINDINGS)) == 14
     assert S.FINDINGS[0] == "Atelectasis" and S.FINDINGS[-1] == "Hernia"
-    assert S.BOXED_FINDINGS == ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass",
-                                "Nodule", "Pneumonia", "Pneumothorax")
+    assert S.BOXED_FINDINGS == (
+        "Atelectasis",
+        "Cardiomegaly",
+        "Effusion",
+        "Infiltration",
+        "Mass",
+        "Nodule",
+        "Pneumonia",
+        "Pneumothorax",
+    )
     assert sorted(S.NIH_ARCHIVES) == [f"images_{i:03d}.tar.gz" for i in range(1, 13)]
     assert all(v.startswith("md5:") and len(v) == 36 for v in S.NIH_ARCHIVES.values())
     assert S.NIH_ARCHIVES["images_001.tar.gz"] == "md5:fe8ed0a6961412fddcbb3603c11b3698"
@@ -95,7 +132,13 @@ def test_entries_header_quirk_gives_clean_columns(nih, entries):
     assert set(entries["image"]) == {p.name for p in IMAGES.glob("*.png")}
     first = entries.iloc[0]
     assert first[["image", "labels", "patient_id", "age", "sex", "view"]].tolist() == [
-        "00000075_000.png", "Cardiomegaly", 75, 61, "F", "PA"]
+        "00000075_000.png",
+        "Cardiomegaly",
+        75,
+        61,
+        "F",
+        "PA",
+    ]
     assert (first["width"], first["height"]) == (2482, 2991)
     assert first["spacing_x"] == pytest.approx(0.143) and first["spacing_y"] == pytest.approx(0.143)
     for col in ("follow_up", "patient_id", "age", "width", "height"):
@@ -116,8 +159,9 @@ def test_label_counts_match_source_md(entries):
 def test_entries_errors_name_file_line_and_label(nih, tmp_path):
     lines = ENTRIES.read_text().splitlines(keepends=True)
     bad = tmp_path / "labels.csv"
-    bad.write_text("".join(lines[:5]) + lines[5].replace(lines[5].split(",")[1], "Atelectasis|Pneumonitis", 1)
-                   + "".join(lines[6:]))
+    bad.write_text(
+        "".join(lines[:5]) + lines[5].replace(lines[5].split(",")[1], "Atelectasis|Pneumonitis", 1) + "".join(lines[6:])
+    )
     with pytest.raises(ValueError, match=r"labels\.csv, line 6: unknown label 'Pneumonitis'"):
         S.read_nih_entries(bad)
 
@@ -302,15 +346,27 @@ def _gz_csv(path: Path, header: list[str], rows: list) -> None:
 def mimic(tmp_path) -> Path:
     root = tmp_path / "mimic-cxr-jpg" / "2.0.0"
     root.mkdir(parents=True)
-    _gz_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz",
-            ["dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition",
-             "Rows", "Columns", "StudyDate", "StudyTime"],
-            [(d, p, s, "CHEST (PA AND LAT)", v, 3056, 2544, 21800506, "213014.531")
-             for d, (p, s, v, _) in DICOMS.items()])
-    _gz_csv(root / "mimic-cxr-2.0.0-chexpert.csv.gz", ["subject_id", "study_id", *M.CHEXPERT_LABELS],
-            LABEL_ROWS)
-    _gz_csv(root / "mimic-cxr-2.0.0-split.csv.gz", ["dicom_id", "study_id", "subject_id", "split"],
-            [(d, s, p, sp) for d, (p, s, _, sp) in DICOMS.items()])
+    _gz_csv(
+        root / "mimic-cxr-2.0.0-metadata.csv.gz",
+        [
+            "dicom_id",
+            "subject_id",
+            "study_id",
+            "PerformedProcedureStepDescription",
+            "ViewPosition",
+            "Rows",
+            "Columns",
+            "StudyDate",
+            "StudyTime",
+        ],
+        [(d, p, s, "CHEST (PA AND LAT)", v, 3056, 2544, 21800506, "213014.531") for d, (p, s, v, _) in DICOMS.items()],
+    )
+    _gz_csv(root / "mimic-cxr-2.0.0-chexpert.csv.gz", ["subject_id", "study_id", *M.CHEXPERT_LABELS], LABEL_ROWS)
+    _gz_csv(
+        root / "mimic-cxr-2.0.0-split.csv.gz",
+        ["dicom_id", "study_id", "subject_id", "split"],
+        [(d, s, p, sp) for d, (p, s, _, sp) in DICOMS.items()],
+    )
     for d, (p, s, _, _) in DICOMS.items():
         folder = root / "files" / f"p{str(p)[:2]}" / f"p{p}" / f"s{s}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -324,8 +380,7 @@ def test_mimic_join_and_layout(mimic, caplog):
     table = M.read_mimic(mimic, uncertain="mask")
     assert len(table) == 4  # the unlabelled study's image is dropped, and logged
     assert "1 image(s) without CheXpert labels dropped" in caplog.text
-    assert list(table.columns[:7]) == [
-        "image", "dicom_id", "subject_id", "study_id", "patient_id", "view", "split"]
+    assert list(table.columns[:7]) == ["image", "dicom_id", "subject_id", "study_id", "patient_id", "view", "split"]
     assert list(table.columns[7:]) == list(S.FINDINGS)
     first = table.iloc[0]
     assert first["image"] == "files/p10/p10000032/s50414267/02aa804e-bde0afdd-112c0b34-7bc16630-4e384014.jpg"
@@ -375,12 +430,12 @@ def test_indication_excludes_findings_and_impression(mimic):
     assert text == "___M with fever and productive cough for three days. // r/o pneumonia"
     for leak in ("opacity", "effusion", "lobe", "Chest PA", "None", "IMPRESSION", "FINDINGS"):
         assert leak not in text
-    history = ("HISTORY: Fall, r/o fracture.\n"
-               "CLINICAL INFORMATION: on warfarin FINDINGS: rib fracture.\nIMPRESSION: fracture")
+    history = (
+        "HISTORY: Fall, r/o fracture.\nCLINICAL INFORMATION: on warfarin FINDINGS: rib fracture.\nIMPRESSION: fracture"
+    )
     assert M.read_indication(history) == "Fall, r/o fracture. on warfarin"
     assert M.read_indication("FINDINGS: clear lungs.\nIMPRESSION: normal.") == ""
-    long_heading = ("CLINICAL INFORMATION & QUESTIONS TO BE ANSWERED:  ___ with chest pain\n"
-                    " IMPRESSION:  Normal chest.")
+    long_heading = "CLINICAL INFORMATION & QUESTIONS TO BE ANSWERED:  ___ with chest pain\n IMPRESSION:  Normal chest."
     assert M.read_indication(long_heading) == "___ with chest pain"
     assert M.read_indication("") == ""
 
@@ -409,8 +464,7 @@ def test_physionet_credentials_never_shown(monkeypatch, caplog):
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
-    return write_demo(tmp_path_factory.mktemp("demo"), n_patients=40, images_per_patient=(1, 3),
-                        size=96, seed=1)
+    return write_demo(tmp_path_factory.mktemp("demo"), n_patients=40, images_per_patient=(1, 3), size=96, seed=1)
 
 
 def test_demo_reads_back_through_nih_readers(demo):
@@ -436,8 +490,11 @@ def test_demo_reads_back_through_nih_readers(demo):
     assert ("Infiltration" in set(boxes["finding"])) == (",Infiltrate," in box_text)
     labelled = entries.set_index("image")
     assert all(labelled.loc[i, f] == 1 for i, f in zip(boxes["image"], boxes["finding"]))
-    assert ((boxes[["x", "y"]] >= 0).all().all() and (boxes["x"] + boxes["w"] <= 1024).all()
-            and (boxes["y"] + boxes["h"] <= 1024).all())
+    assert (
+        (boxes[["x", "y"]] >= 0).all().all()
+        and (boxes["x"] + boxes["w"] <= 1024).all()
+        and (boxes["y"] + boxes["h"] <= 1024).all()
+    )
 
 
 def test_demo_pngs(demo):
@@ -472,7 +529,8 @@ def test_demo_findings_are_in_the_pixels(tmp_path):
     assert (again / S.ENTRIES_FILE).read_bytes() == (tmp_path / S.ENTRIES_FILE).read_bytes()
     write_demo(again, n_patients=3, images_per_patient=(1, 1), size=32, seed=5)  # smaller re-run
     assert sorted(p.name for p in (again / "images").iterdir()) == sorted(
-        S.read_nih_entries(again / S.ENTRIES_FILE)["image"])
+        S.read_nih_entries(again / S.ENTRIES_FILE)["image"]
+    )
 
 
 # ---- shards -------------------------------------------------------------------------------------
@@ -570,8 +628,7 @@ def test_archive_links_refused_and_names_flattened(tmp_path):
     archive = _tar_gz(tmp_path / "a.tar.gz", [("images/00000001_000.png", b"ok")], link="images/passwd.png")
     with pytest.raises(ShardError, match="not a regular file"):
         shards_from_nih_archive(archive, tmp_path / "out", 10)
-    good = _tar_gz(tmp_path / "b.tar.gz",
-                   [("images/00000001_000.png", b"one"), ("images/00000001_001.png", b"two")])
+    good = _tar_gz(tmp_path / "b.tar.gz", [("images/00000001_000.png", b"one"), ("images/00000001_001.png", b"two")])
     assert list(iter_tar_members(good)) == [("00000001_000.png", b"one"), ("00000001_001.png", b"two")]
     broken = tmp_path / "c.tar.gz"
     broken.write_bytes(good.read_bytes()[:40])
@@ -600,8 +657,9 @@ def mirror(nih, tmp_path) -> tuple[Path, list[Path], str]:
 def test_pull_nih_from_folder_mirror(mirror, tmp_path):
     folder, pngs, md5 = mirror
     out = tmp_path / "data" / "raw"
-    summary = S.pull_nih(str(folder), out, archives=["images_001.tar.gz"],
-                         checksums={"images_001.tar.gz": f"md5:{md5}"}, shard_size=2)
+    summary = S.pull_nih(
+        str(folder), out, archives=["images_001.tar.gz"], checksums={"images_001.tar.gz": f"md5:{md5}"}, shard_size=2
+    )
     assert summary["images"] == 3 and summary["shards"] == 2 and summary["entries"] == 92
     assert (summary["test_list"], summary["train_val_list"], summary["boxes"]) == (16, 76, 8)
     assert sorted(p.name for p in out.iterdir()) == sorted([*S.NIH_TABLES, "images"])
@@ -622,8 +680,7 @@ def test_pull_nih_checks_md5(mirror, tmp_path):
     assert not (out / "images").exists()
     assert not any(p.name.endswith((".part", ".tmp")) for p in tmp_path.rglob("*"))
     with pytest.raises(FetchError, match="checksum mismatch"):
-        S.pull_nih(str(folder), out, archives=["images_001.tar.gz"],
-                   checksums={"images_001.tar.gz": "md5:" + "0" * 32})
+        S.pull_nih(str(folder), out, archives=["images_001.tar.gz"], checksums={"images_001.tar.gz": "md5:" + "0" * 32})
     with pytest.raises(ValueError, match="no checksum for archive"):
         S.pull_nih(str(folder), out, archives=["images_013.tar.gz"])
 

@@ -10,7 +10,10 @@ import sys
 def test_cli_reports_a_bad_key_without_traceback(repo_root):
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines", "energy", "prepare", "--set", "energy.window.seq_ln=3"],
-        cwd=repo_root, capture_output=True, text=True, timeout=60,
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "energy.window.seq_ln: unknown key (did you mean 'seq_len'?)" in proc.stderr
@@ -37,8 +40,22 @@ def test_validate_stage_exits_nonzero_naming_file_column_line(repo_root, etth1, 
     (raw / "ETTh1.csv").write_text("".join(lines))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines", "energy", "validate", "--profile", "full", "--data-dir", str(tmp_path / "data")],
-        cwd=repo_root, capture_output=True, text=True, timeout=120, env=env,
+        [
+            sys.executable,
+            "-m",
+            "pipelines",
+            "energy",
+            "validate",
+            "--profile",
+            "full",
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert proc.returncode == 1
     assert "ETTh1.csv" in proc.stderr and "'MUFL'" in proc.stderr and "line 17" in proc.stderr

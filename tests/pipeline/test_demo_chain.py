@@ -21,8 +21,19 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-COPY = ["components", "pipelines", "dvc.yaml", "params.yaml", ".dvc/config", ".dvcignore", "data/.gitignore", "pyproject.toml",
-        "monitoring/inference/energy/.gitkeep", "monitoring/inference/medical/.gitkeep", ".gitignore"]
+COPY = [
+    "components",
+    "pipelines",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    ".dvcignore",
+    "data/.gitignore",
+    "pyproject.toml",
+    "monitoring/inference/energy/.gitkeep",
+    "monitoring/inference/medical/.gitkeep",
+    ".gitignore",
+]
 
 
 def run(cmd: list[str], cwd: Path, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -42,11 +53,22 @@ def demo(repo_root, tmp_path_factory):
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dst)
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+    }
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work}/mlflow.db"
     env["PYTHONPATH"] = str(work)
-    env.update({"GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@localhost", "GIT_COMMITTER_NAME": "ci", "GIT_COMMITTER_EMAIL": "ci@localhost"})
+    env.update(
+        {
+            "GIT_AUTHOR_NAME": "ci",
+            "GIT_AUTHOR_EMAIL": "ci@localhost",
+            "GIT_COMMITTER_NAME": "ci",
+            "GIT_COMMITTER_EMAIL": "ci@localhost",
+        }
+    )
     run(["git", "init", "-q"], work, env)
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-q", "-m", "copy"], work, env)
@@ -90,7 +112,10 @@ def test_mlflow_holds_the_runs(demo):
         assert key in train.data.metrics
     assert train.data.metrics["test/mse"] < train.data.metrics["baseline/test/mse"]
     assert len(train.data.tags["mlflow.source.git.commit"]) == 40
-    assert train.data.tags["scifolio.data_version"] == (demo["dir"] / "data/energy/validated/DATA_VERSION").read_text().strip()
+    assert (
+        train.data.tags["scifolio.data_version"]
+        == (demo["dir"] / "data/energy/validated/DATA_VERSION").read_text().strip()
+    )
     artifacts = {a.path for a in client.list_artifacts(train.info.run_id, "figures")}
     assert {"figures/forecast.png", "figures/lead_time.png", "figures/loss.png"} <= artifacts
     checkpoints = [a.path for a in client.list_artifacts(train.info.run_id, "checkpoints")]
@@ -133,7 +158,10 @@ def test_gate_refuses_a_worse_challenger(demo):
     weights = work / "data/energy/model/weights.pt"
     state = torch.load(weights, weights_only=True)
     torch.manual_seed(0)
-    noisy = {k: v + 0.5 * torch.randn_like(v) if v.is_floating_point() and "running" not in k else v for k, v in state.items()}
+    noisy = {
+        k: v + 0.5 * torch.randn_like(v) if v.is_floating_point() and "running" not in k else v
+        for k, v in state.items()
+    }
     torch.save(noisy, weights)
     run([sys.executable, "-m", "pipelines", "energy", "register"], work, demo["env"])
     decision = json.loads((work / "data/energy/registry/decision.json").read_text())
@@ -164,14 +192,16 @@ def test_medical_clinical_validation_outputs(demo):
     assert {"sex", "age_band", "view"} <= set(pd.read_csv(plots / "subgroups.csv")["group"])
     thresholds = pd.read_csv(plots / "thresholds.csv")
     assert len(thresholds) == 14
-    train = client.search_runs([client.get_experiment_by_name("medical").experiment_id],
-                               "tags.`scifolio.stage` = 'train'")[0]
+    train = client.search_runs(
+        [client.get_experiment_by_name("medical").experiment_id], "tags.`scifolio.stage` = 'train'"
+    )[0]
     figures = {a.path for a in client.list_artifacts(train.info.run_id, "figures")}
     assert {"figures/roc.png", "figures/reliability.png", "figures/gradcam.png"} <= figures
     champion = client.get_model_version_by_alias("medical", "champion")
     model = mlflow.pyfunc.load_model(f"models:/medical/{champion.version}")
     import base64
-    from pipelines.medical.shards import open_images
+
+    from pipelines.medical.sources.shards import open_images
 
     entries = pd.read_parquet(work / "data/medical/prepared/entries.parquet")
     row = entries[entries["split"] == "test"].iloc[0]
@@ -208,8 +238,17 @@ def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, s
     cfg = load_config(project, definition.section, work / "params.yaml")
     champion_before = client.get_model_version_by_alias(project, "champion").version
     with served(project, work / "monitoring/inference") as url:
-        results = run_replays(definition, cfg, Paths.of(project, work / "data").prepared, url, [shifted],
-                              replays=1, items=40, seed=11, reports_dir=work / "monitoring/reports")
+        results = run_replays(
+            definition,
+            cfg,
+            Paths.of(project, work / "data").prepared,
+            url,
+            [shifted],
+            replays=1,
+            items=40,
+            seed=11,
+            reports_dir=work / "monitoring/reports",
+        )
     (result,) = results
     assert result.failed == 0 and result.items >= 20
     assert result.drift is True, result.reasons
@@ -229,7 +268,9 @@ def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, s
     assert record["trigger"] == "drift" and record["outcome"] in ("promoted", "refused"), record
     gate = json.loads((work / f"data/{project}/registry/decision.json").read_text())
     assert gate["reason"] == record["reason"] and str(gate["version"]) != str(champion_before)
-    loop_runs = client.search_runs([client.get_experiment_by_name(project).experiment_id], "tags.`scifolio.stage` = 'retrain'")
+    loop_runs = client.search_runs(
+        [client.get_experiment_by_name(project).experiment_id], "tags.`scifolio.stage` = 'retrain'"
+    )
     assert loop_runs and loop_runs[0].data.tags["loop.outcome"] == record["outcome"]
     new_version = client.get_model_version(project, str(gate["version"]))
     assert new_version.tags["gate.decision"] == record["outcome"] and "monitor.reference" in new_version.tags

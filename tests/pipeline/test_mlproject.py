@@ -17,15 +17,39 @@ SHRINK = "energy.tune.n_trials=1 energy.tune.max_epochs=1 energy.train.max_epoch
 
 def test_mlflow_run_energy_entry_point(repo_root, tmp_path):
     work = tmp_path / "repo"
-    shutil.copytree(repo_root, work, ignore=shutil.ignore_patterns(".venv", "data", "mlruns", "mlflow.db", "__pycache__", ".git", "benchmarks"))
+    shutil.copytree(
+        repo_root,
+        work,
+        ignore=shutil.ignore_patterns(".venv", "data", "mlruns", "mlflow.db", "__pycache__", ".git", "benchmarks"),
+    )
     (work / "data").mkdir()
     # an experiment id another test's fixture left in os.environ would clash with --experiment-name
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+    }
     env.update(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db", PYTHONPATH=str(work))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     proc = subprocess.run(
-        ["mlflow", "run", ".", "-e", "energy", "--env-manager", "local", "--experiment-name", "energy", "-P", f"overrides={SHRINK}"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600,
+        [
+            "mlflow",
+            "run",
+            ".",
+            "-e",
+            "energy",
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "energy",
+            "-P",
+            f"overrides={SHRINK}",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "succeeded" in proc.stderr

@@ -24,7 +24,12 @@ import pytest
 pytestmark = pytest.mark.slow
 
 COPY = ["components", "pipelines", "params.yaml", "pyproject.toml"]
-SHRINK = ["energy.tune.n_trials=1", "energy.tune.max_epochs=1", "energy.train.max_epochs=1", "energy.data.demo_rows=1200"]
+SHRINK = [
+    "energy.tune.n_trials=1",
+    "energy.tune.max_epochs=1",
+    "energy.train.max_epochs=1",
+    "energy.data.demo_rows=1200",
+]
 LAUNCHER_ENV = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")  # MLflow 3 exports these
 
 
@@ -49,9 +54,21 @@ def server(tmp_path_factory):
     log = root / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-           "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts"]
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{root}/mlflow.db",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--serve-artifacts",
+    ]
     with open(log, "wb") as out:  # the server's uvicorn workers inherit the file, not a pipe that could fill up
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -141,7 +158,9 @@ def test_the_model_downloads_and_predicts_through_the_server(chain, tmp_path):
     assert champion.source.startswith("models:/m-"), champion.source  # MLflow 3: the version points at a logged model
     location = client.get_logged_model(champion.source.removeprefix("models:/")).artifact_location
     assert location.startswith("mlflow-artifacts:/"), location  # served by the server, not a local path
-    local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(tmp_path), tracking_uri=chain["url"])
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=location, dst_path=str(tmp_path), tracking_uri=chain["url"]
+    )
     assert (Path(local) / "MLmodel").is_file(), sorted(p.name for p in Path(local).iterdir())
     # the files sit in the server's artifact store, nowhere else
     stored = [p for p in (chain["root"] / "artifacts").rglob("MLmodel")]

@@ -105,8 +105,12 @@ MAKES, CLIS = collect()
 
 def check_jsonschema(path: Path) -> subprocess.CompletedProcess:
     assert CHECK_JSONSCHEMA.exists(), f"{CHECK_JSONSCHEMA} missing: pip install check-jsonschema (the [test] extra)"
-    return subprocess.run([str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def parses(argv: list[str]) -> str | None:
@@ -166,8 +170,9 @@ def test_the_workflows_call_commands():
     assert {argv[0] for name, argv in CLIS} == set(PROJECTS)
 
 
-@pytest.mark.parametrize("name,target,variables,project", MAKES,
-                         ids=[f"{m[0]}:make {' '.join([m[1], *m[2]])}:{m[3]}" for m in MAKES])
+@pytest.mark.parametrize(
+    "name,target,variables,project", MAKES, ids=[f"{m[0]}:make {' '.join([m[1], *m[2]])}:{m[3]}" for m in MAKES]
+)
 def test_make_target_exists(name, target, variables, project):
     """`make -n` (a dry run: prints, runs nothing) of each target a workflow calls; the pipelines
     commands the recipe would run must pass the CLI's parser too."""
@@ -221,15 +226,30 @@ def test_retrain_workflow_shape():
     steps = job["steps"]
     uploads = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@v4")]
     assert len(uploads) == 1 and uploads[0]["if"] == "always()"
-    assert {"monitoring/reports/${{ matrix.project }}", "data/${{ matrix.project }}/registry"} <= set(uploads[0]["with"]["path"].splitlines())
+    assert {"monitoring/reports/${{ matrix.project }}", "data/${{ matrix.project }}/registry"} <= set(
+        uploads[0]["with"]["path"].splitlines()
+    )
     retrain = [c for s in run_scripts(wf) for c in commands(s) if c[:2] == ["make", "retrain"]]
-    assert any("RETRAIN_ARGS=--if-drift" in c for c in retrain) and any(not any("RETRAIN_ARGS" in w for w in c) for c in retrain)
-    order = [c[:2] if c[0] == "make" else (pipelines_argv(c) or [""])[1:2]
-             for s in run_scripts(substitute_all(wf)) for c in commands(s)]
+    assert any("RETRAIN_ARGS=--if-drift" in c for c in retrain) and any(
+        not any("RETRAIN_ARGS" in w for w in c) for c in retrain
+    )
+    order = [
+        c[:2] if c[0] == "make" else (pipelines_argv(c) or [""])[1:2]
+        for s in run_scripts(substitute_all(wf))
+        for c in commands(s)
+    ]
     flat = [" ".join(o) for o in order]
     assert flat.index("make install") < flat.index("pull") < flat.index("make monitor") < flat.index("make retrain")
 
 
 def substitute_all(workflow: dict) -> dict:
-    return {"jobs": {k: {"steps": [{**s, "run": substitute(s["run"], "energy")} if "run" in s else s
-                                   for s in job.get("steps", [])]} for k, job in workflow["jobs"].items()}}
+    return {
+        "jobs": {
+            k: {
+                "steps": [
+                    {**s, "run": substitute(s["run"], "energy")} if "run" in s else s for s in job.get("steps", [])
+                ]
+            }
+            for k, job in workflow["jobs"].items()
+        }
+    }

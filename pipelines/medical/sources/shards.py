@@ -42,8 +42,16 @@ INDEX_FORMAT = 1  # bump when the index layout changes
 SHARD_SIZE = 5000  # images per shard: NIH's 1024-px PNGs (~400 kB) give ~2 GB shards, 23 in all
 
 __all__ = [
-    "INDEX", "SHARD_SIZE", "FolderImages", "ShardError", "ShardReader", "iter_tar_members",
-    "open_images", "shard_name", "shards_from_nih_archive", "write_shards",
+    "INDEX",
+    "SHARD_SIZE",
+    "FolderImages",
+    "ShardError",
+    "ShardReader",
+    "iter_tar_members",
+    "open_images",
+    "shard_name",
+    "shards_from_nih_archive",
+    "write_shards",
 ]
 
 
@@ -165,9 +173,7 @@ def iter_tar_members(archive: str | Path) -> Iterator[tuple[str, bytes]]:
         raise ShardError(f"{archive}: cannot read archive: {type(e).__name__}: {e}") from e
 
 
-def shards_from_nih_archive(
-    archive: str | Path, out_dir: str | Path, shard_size: int = SHARD_SIZE
-) -> list[Path]:
+def shards_from_nih_archive(archive: str | Path, out_dir: str | Path, shard_size: int = SHARD_SIZE) -> list[Path]:
     """Turn one NIH images_XXX.tar.gz into a shard folder, streaming: no loose files on disk."""
     return write_shards(iter_tar_members(archive), out_dir, shard_size)
 

@@ -52,8 +52,7 @@ def _scale01(cam: torch.Tensor) -> torch.Tensor:
     return out.view_as(cam)
 
 
-def gradcam(model: nn.Module, image: torch.Tensor, tokens: torch.Tensor | None,
-            finding_index: int) -> np.ndarray:
+def gradcam(model: nn.Module, image: torch.Tensor, tokens: torch.Tensor | None, finding_index: int) -> np.ndarray:
     """Grad-CAM of one finding for each image: float32 [B, H, W] in [0, 1] at the input's size."""
     from monai.visualize import GradCAM
 
@@ -90,8 +89,9 @@ def overlay(image, cam, alpha: float = 0.4) -> np.ndarray:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
     img, heat = _as_2d(image, "image"), _as_2d(cam, "cam").astype(np.float64)
     if img.shape != heat.shape:
-        raise ValueError(f"image {img.shape} and cam {heat.shape} differ in shape: "
-                         "gradcam already upsamples to the input size")
+        raise ValueError(
+            f"image {img.shape} and cam {heat.shape} differ in shape: gradcam already upsamples to the input size"
+        )
     if not np.isfinite(heat).all():
         raise ValueError("cam has non-finite values")
     if img.dtype == np.uint8:
@@ -106,8 +106,9 @@ def overlay(image, cam, alpha: float = 0.4) -> np.ndarray:
     return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
-def text_attributions(model: nn.Module, image: torch.Tensor, tokens: torch.Tensor, finding_index: int,
-                      tokenizer=None, n_steps: int = 50) -> list[tuple[str, float]]:
+def text_attributions(
+    model: nn.Module, image: torch.Tensor, tokens: torch.Tensor, finding_index: int, tokenizer=None, n_steps: int = 50
+) -> list[tuple[str, float]]:
     """Integrated-gradients score of each non-padding token for one film's finding logit.
 
     One example: image [1, C, H, W] (or [C, H, W]) and tokens [1, T] (or [T]). Returns
@@ -119,16 +120,16 @@ def text_attributions(model: nn.Module, image: torch.Tensor, tokens: torch.Tenso
 
     net = _unwrap(model)
     if not hasattr(net, "tok_embed"):
-        raise ValueError(f"{type(net).__name__} has no text branch: text attributions need the "
-                         "multimodal model")
+        raise ValueError(f"{type(net).__name__} has no text branch: text attributions need the multimodal model")
     _check_finding(net, finding_index)
     if image.ndim == 3:
         image = image.unsqueeze(0)
     if tokens.ndim == 1:
         tokens = tokens.unsqueeze(0)
     if image.shape[0] != 1 or tokens.shape[0] != 1:
-        raise ValueError(f"text_attributions explains one example; got image batch {image.shape[0]}, "
-                         f"tokens batch {tokens.shape[0]}")
+        raise ValueError(
+            f"text_attributions explains one example; got image batch {image.shape[0]}, tokens batch {tokens.shape[0]}"
+        )
     was_training = net.training
     net.eval()  # dropout off: attributions of a deterministic function
     try:
@@ -148,5 +149,8 @@ def text_attributions(model: nn.Module, image: torch.Tensor, tokens: torch.Tenso
         net.train(was_training)
     scores = attr.sum(dim=-1)[0].detach().cpu()  # [T]: summed over the embedding dimensions
     ids = tokens[0].tolist()
-    return [((tokenizer.id_to_token(i) if tokenizer is not None else str(i)), float(scores[t]))
-            for t, i in enumerate(ids) if i != 0]
+    return [
+        ((tokenizer.id_to_token(i) if tokenizer is not None else str(i)), float(scores[t]))
+        for t, i in enumerate(ids)
+        if i != 0
+    ]

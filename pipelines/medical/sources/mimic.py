@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.medical.shards import INDEX, ShardReader, write_shards
-from pipelines.medical.sources import FINDINGS
+from pipelines.medical.sources.nih import FINDINGS
+from pipelines.medical.sources.shards import INDEX, ShardReader, write_shards
 
 log = logging.getLogger("scifolio.medical.mimic")
 
@@ -58,9 +58,20 @@ CHEXPERT_TO_NIH = {
     "Edema": "Edema",
 }
 CHEXPERT_LABELS = (  # the 14 label columns of mimic-cxr-2.0.0-chexpert.csv
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum",
-    "Fracture", "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other",
-    "Pneumonia", "Pneumothorax", "Support Devices",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Fracture",
+    "Lung Lesion",
+    "Lung Opacity",
+    "No Finding",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+    "Support Devices",
 )
 MIMIC_FILES = {  # role -> file stem; each may be plain or gzipped (PhysioNet ships .csv.gz)
     "metadata": "mimic-cxr-2.0.0-metadata",
@@ -134,32 +145,40 @@ def read_mimic(root: Path, uncertain: str = "mask") -> pd.DataFrame:
         bad = ~(values.isin([1, 0, -1]) | labels[name].isna())
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ValueError(f"{labels.attrs['path']}, line {row + 2}: "
-                             f"{name} = {labels[name].iloc[row]} (expected 1, 0, -1 or blank)")
-    if (unknown := set(split["split"]) - set(MIMIC_SPLITS)):
+            raise ValueError(
+                f"{labels.attrs['path']}, line {row + 2}: "
+                f"{name} = {labels[name].iloc[row]} (expected 1, 0, -1 or blank)"
+            )
+    if unknown := set(split["split"]) - set(MIMIC_SPLITS):
         raise ValueError(f"{split.attrs['path']}: unknown split value(s) {sorted(unknown)}")
     if labels.duplicated(list(keys)).any():
         raise ValueError(f"{labels.attrs['path']}: more than one row for a study")
 
     table = meta[["dicom_id", *keys, "ViewPosition"]].merge(
-        split[["dicom_id", *keys, "split"]], on=["dicom_id", *keys], how="left",
-        validate="one_to_one")
+        split[["dicom_id", *keys, "split"]], on=["dicom_id", *keys], how="left", validate="one_to_one"
+    )
     if (nosplit := table["split"].isna()).any():
-        raise ValueError(f"{split.attrs['path']}: {int(nosplit.sum())} image(s) of the metadata "
-                         f"have no split, e.g. {table.loc[nosplit, 'dicom_id'].iloc[0]}")
-    table = table.merge(labels[[*keys, *CHEXPERT_TO_NIH]], on=list(keys), how="inner",
-                        validate="many_to_one")
+        raise ValueError(
+            f"{split.attrs['path']}: {int(nosplit.sum())} image(s) of the metadata "
+            f"have no split, e.g. {table.loc[nosplit, 'dicom_id'].iloc[0]}"
+        )
+    table = table.merge(labels[[*keys, *CHEXPERT_TO_NIH]], on=list(keys), how="inner", validate="many_to_one")
     if dropped := len(meta) - len(table):
-        log.info("MIMIC-CXR: %d image(s) without CheXpert labels dropped (%d kept)",
-                 dropped, len(table))
+        log.info("MIMIC-CXR: %d image(s) without CheXpert labels dropped (%d kept)", dropped, len(table))
 
     subject, study = table["subject_id"].astype("int64"), table["study_id"].astype("int64")
     paths = [image_path(p, s, d) for p, s, d in zip(subject, study, table["dicom_id"])]
-    out = pd.DataFrame({
-        "image": paths, "dicom_id": table["dicom_id"], "subject_id": subject, "study_id": study,
-        "patient_id": subject, "view": table["ViewPosition"].fillna(""),
-        "split": table["split"].map(MIMIC_SPLITS),
-    })
+    out = pd.DataFrame(
+        {
+            "image": paths,
+            "dicom_id": table["dicom_id"],
+            "subject_id": subject,
+            "study_id": study,
+            "patient_id": subject,
+            "view": table["ViewPosition"].fillna(""),
+            "split": table["split"].map(MIMIC_SPLITS),
+        }
+    )
     uncertain_value = {"mask": np.nan, "positive": 1.0, "negative": 0.0}[uncertain]
     nih = {v: k for k, v in CHEXPERT_TO_NIH.items()}
     for finding in FINDINGS:
@@ -172,8 +191,12 @@ def read_mimic(root: Path, uncertain: str = "mask") -> pd.DataFrame:
         with ShardReader(root / IMAGES_DIR) as reader:
             pulled = out["image"].isin(set(reader.names()))
         if not pulled.all():
-            log.info("MIMIC-CXR: %d labelled image(s) not pulled into %s (%d kept)",
-                     int((~pulled).sum()), root / IMAGES_DIR, int(pulled.sum()))
+            log.info(
+                "MIMIC-CXR: %d labelled image(s) not pulled into %s (%d kept)",
+                int((~pulled).sum()),
+                root / IMAGES_DIR,
+                int(pulled.sum()),
+            )
         out = out[pulled]
     return out.reset_index(drop=True)
 
@@ -184,8 +207,10 @@ def read_mimic(root: Path, uncertain: str = "mask") -> pd.DataFrame:
 INDICATION_SECTIONS = ("INDICATION", "HISTORY", "CLINICAL", "REASON FOR")
 _SECTION = re.compile(r"^[ \t]*([A-Z][A-Z /&()-]{1,60}?)[ \t]*:", re.MULTILINE)  # "HEADING:" opens a line
 # the radiologist's reading, cut even when it follows on the same line as the indication
-_READING = re.compile(r"\b(?:FINDINGS?|IMPRESSIONS?|CONCLUSIONS?|RECOMMENDATIONS?|WET READ|"
-                      r"TECHNIQUE|COMPARISONS?|NOTIFICATION)\s*:")
+_READING = re.compile(
+    r"\b(?:FINDINGS?|IMPRESSIONS?|CONCLUSIONS?|RECOMMENDATIONS?|WET READ|"
+    r"TECHNIQUE|COMPARISONS?|NOTIFICATION)\s*:"
+)
 
 
 def read_indication(report_text: str) -> str:
@@ -202,7 +227,7 @@ def read_indication(report_text: str) -> str:
         if not heading.startswith(INDICATION_SECTIONS) or _READING.search(heading + ":"):
             continue
         end = heads[i + 1].start() if i + 1 < len(heads) else len(report_text)
-        body = report_text[m.end():end]
+        body = report_text[m.end() : end]
         if cut := _READING.search(body):
             body = body[: cut.start()]
         if body := " ".join(body.split()):
@@ -259,7 +284,8 @@ def mimic_auth_from_env() -> PhysioNetAuth:
     if missing:
         raise PhysioNetError(
             f"{' and '.join(missing)} not set: MIMIC-CXR is credentialed PhysioNet data; export your "
-            f"PhysioNet user name in {USER_VAR} and password in {PASSWORD_VAR}")
+            f"PhysioNet user name in {USER_VAR} and password in {PASSWORD_VAR}"
+        )
     return PhysioNetAuth(os.environ[USER_VAR], os.environ[PASSWORD_VAR])
 
 
@@ -273,8 +299,9 @@ def _check_base_url(url: str, key: str) -> None:
     """A base URL must not carry credentials (user:password@host): they would end up in logs."""
     parts = urllib.parse.urlsplit(url)
     if "@" in parts.netloc:  # the URL itself is deliberately left out of the message
-        raise PhysioNetError(f"medical.data.{key}: the URL contains credentials; remove them and "
-                             f"set {USER_VAR} / {PASSWORD_VAR} instead")
+        raise PhysioNetError(
+            f"medical.data.{key}: the URL contains credentials; remove them and set {USER_VAR} / {PASSWORD_VAR} instead"
+        )
 
 
 def _needs_auth(*urls: str) -> bool:
@@ -289,11 +316,14 @@ def _fetch(url: str, dest: Path, checksum: str | None, auth, progress: bool | No
         return fetch(url, dest, checksum=checksum, auth=auth, progress=progress)
     except FetchError as e:
         if e.status == 401:
-            raise PhysioNetError(f"PhysioNet refused the credentials for {url} (HTTP 401): check "
-                                 f"{USER_VAR} / {PASSWORD_VAR}") from None
+            raise PhysioNetError(
+                f"PhysioNet refused the credentials for {url} (HTTP 401): check {USER_VAR} / {PASSWORD_VAR}"
+            ) from None
         if e.status == 403:
-            raise PhysioNetError(f"PhysioNet denied access to {url} (HTTP 403): the account must be "
-                                 "credentialed and have signed this project's data use agreement") from None
+            raise PhysioNetError(
+                f"PhysioNet denied access to {url} (HTTP 403): the account must be "
+                "credentialed and have signed this project's data use agreement"
+            ) from None
         raise
 
 
@@ -305,8 +335,7 @@ def _select_studies(root: Path, max_studies: int) -> tuple[pd.DataFrame, pd.Data
     meta = _mimic_table(root, "metadata", ("dicom_id", *keys))
     if max_studies > 0:
         labelled = _mimic_table(root, "chexpert", tuple(keys))[keys].drop_duplicates()
-        chosen = (meta[keys].drop_duplicates().merge(labelled, on=keys)
-                  .sort_values(keys).head(max_studies))
+        chosen = meta[keys].drop_duplicates().merge(labelled, on=keys).sort_values(keys).head(max_studies)
         meta = meta.merge(chosen, on=keys)
     images = meta[["dicom_id", *keys]].sort_values([*keys, "dicom_id"]).reset_index(drop=True)
     return images, images[keys].drop_duplicates().reset_index(drop=True)
@@ -320,11 +349,12 @@ def _parallel(items: list, get, workers: int) -> Iterator:
     with ThreadPoolExecutor(workers) as pool:
         step = workers * _LOOKAHEAD
         for start in range(0, len(items), step):
-            yield from pool.map(get, items[start:start + step])
+            yield from pool.map(get, items[start : start + step])
 
 
-def _member_stream(base: str, names: list[str], sums: dict[str, str], scratch: Path, auth,
-                   workers: int, counts: dict) -> Iterator[tuple[str, bytes]]:
+def _member_stream(
+    base: str, names: list[str], sums: dict[str, str], scratch: Path, auth, workers: int, counts: dict
+) -> Iterator[tuple[str, bytes]]:
     """(name, bytes) of each relative path under `base`, fetched and verified one file at a time
     into `scratch`, read back and deleted: shards get the bytes, nothing loose stays on disk."""
     from components.fetch import resolve
@@ -381,7 +411,7 @@ def pull_mimic(
     the end, so nothing but verified data lands in out_dir.
     """
     from components.fetch import resolve
-    from pipelines.medical.shards import SHARD_SIZE
+    from pipelines.medical.sources.shards import SHARD_SIZE
 
     if not jpg_url:
         raise ValueError("medical.data.mimic_jpg_url is empty: set the MIMIC-CXR-JPG project URL or folder")
@@ -395,8 +425,9 @@ def pull_mimic(
     scratch = out_dir.parent / f".{out_dir.name}-downloads"
     counts = {"unverified": 0}
     try:
-        sums = read_sha256sums(_fetch(resolve(jpg_url, SUMS_FILE), scratch / "jpg" / SUMS_FILE,
-                                      None, auth, progress=None))
+        sums = read_sha256sums(
+            _fetch(resolve(jpg_url, SUMS_FILE), scratch / "jpg" / SUMS_FILE, None, auth, progress=None)
+        )
         for stem in MIMIC_FILES.values():
             name = f"{stem}.csv.gz"
             if name not in sums:
@@ -408,21 +439,28 @@ def pull_mimic(
         log.info("MIMIC-CXR-JPG: pulling %d image(s) of %d studies", len(names), len(studies))
         shards = write_shards(
             _member_stream(jpg_url, names, sums, scratch / "jpg", auth, workers, counts),
-            out_dir / IMAGES_DIR, shard_size or SHARD_SIZE)
+            out_dir / IMAGES_DIR,
+            shard_size or SHARD_SIZE,
+        )
 
         n_reports = 0
         if reports_url:
-            report_sums = read_sha256sums(_fetch(resolve(reports_url, SUMS_FILE),
-                                                 scratch / "reports" / SUMS_FILE, None, auth, progress=None))
+            report_sums = read_sha256sums(
+                _fetch(resolve(reports_url, SUMS_FILE), scratch / "reports" / SUMS_FILE, None, auth, progress=None)
+            )
             if max_studies > 0:
                 wanted = [report_path(p, s) for p, s in studies.itertuples(index=False)]
-                reports = _member_stream(reports_url, wanted, report_sums, scratch / "reports", auth,
-                                         workers, counts)
+                reports = _member_stream(reports_url, wanted, report_sums, scratch / "reports", auth, workers, counts)
             else:
                 if REPORTS_ZIP not in report_sums:
                     counts["unverified"] += 1
-                archive = _fetch(resolve(reports_url, REPORTS_ZIP), scratch / "reports" / REPORTS_ZIP,
-                                 report_sums.get(REPORTS_ZIP), auth, progress=None)
+                archive = _fetch(
+                    resolve(reports_url, REPORTS_ZIP),
+                    scratch / "reports" / REPORTS_ZIP,
+                    report_sums.get(REPORTS_ZIP),
+                    auth,
+                    progress=None,
+                )
                 reports = _zip_reports(archive)
             write_shards(reports, out_dir / REPORTS_DIR, shard_size or SHARD_SIZE)
             with ShardReader(out_dir / REPORTS_DIR) as reader:
@@ -431,9 +469,13 @@ def pull_mimic(
         shutil.rmtree(scratch, ignore_errors=True)
 
     if counts["unverified"]:
-        log.warning("MIMIC-CXR: %d file(s) not listed in %s were fetched unverified",
-                    counts["unverified"], SUMS_FILE)
-    summary = {"images": len(names), "studies": len(studies), "reports": n_reports,
-               "shards": len(shards), "unverified": counts["unverified"]}
+        log.warning("MIMIC-CXR: %d file(s) not listed in %s were fetched unverified", counts["unverified"], SUMS_FILE)
+    summary = {
+        "images": len(names),
+        "studies": len(studies),
+        "reports": n_reports,
+        "shards": len(shards),
+        "unverified": counts["unverified"],
+    }
     log.info("MIMIC-CXR-JPG pulled into %s: %s", out_dir, summary)
     return summary

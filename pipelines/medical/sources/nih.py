@@ -28,16 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.medical.findings import BOXED_FINDINGS, FINDINGS, NO_FINDING  # noqa: F401  (re-exported)
+
 log = logging.getLogger("scifolio.medical.sources")
 
 # ---- vocabularies -----------------------------------------------------------------------------
 
-FINDINGS = (  # NIH's canonical order (the paper, the README, every CheXNet reimplementation)
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia",
-)
-BOXED_FINDINGS = FINDINGS[:8]  # the eight "ChestX-ray8" findings, the only ones NIH drew boxes for
-NO_FINDING = "No Finding"  # NIH's label when none of the 14 applies (not the same as "normal")
 BOX_ALIASES = {"Infiltrate": "Infiltration"}  # BBox_List_2017.csv spells this one differently
 NIH_BOX_SPACE = 1024  # NIH boxes are in the pixel space of the released 1024x1024 PNGs
 
@@ -57,8 +53,17 @@ NIH_ENTRY_HEADER = (
     "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
 )
 ENTRY_COLUMNS = (  # clean names for the 11 parsed fields, by position
-    "image", "labels", "follow_up", "patient_id", "age", "sex", "view",
-    "width", "height", "spacing_x", "spacing_y",
+    "image",
+    "labels",
+    "follow_up",
+    "patient_id",
+    "age",
+    "sex",
+    "view",
+    "width",
+    "height",
+    "spacing_x",
+    "spacing_y",
 )
 NIH_BOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"  # 9 header fields, 6 per row
 BOX_COLUMNS = ("image", "finding", "x", "y", "w", "h")
@@ -87,14 +92,22 @@ NIH_ARCHIVES = {
 # not name-addressable, so they cannot serve as a `mirror`; kept to document the origin.
 NIH_BOX_LINKS = {
     f"images_{i + 1:03d}.tar.gz": f"https://nihcc.box.com/shared/static/{key}.gz"
-    for i, key in enumerate((
-        "vfk49d74nhbxq3nqjg0900w5nvkorp5c", "i28rlmbvmfjbl8p2n3ril0pptcmcu9d1",
-        "f1t00wrtdk94satdfb9olcolqx20z2jp", "0aowwzs5lhjrceb3qp67ahp0rd1l1etg",
-        "v5e3goj22zr6h8tzualxfsqlqaygfbsn", "asi7ikud9jwnkrnkj99jnpfkjdes7l6l",
-        "jn1b4mw4n6lnh74ovmcjb8y48h8xj07n", "tvpxmn7qyrgl0w8wfh9kqfjskv6nmm1j",
-        "upyy3ml7qdumlgk2rfcvlb9k6gvqq2pj", "l6nilvfa9cg3s28tqv1qc1olm3gnz54p",
-        "hhq8fkdgvcari67vfhs7ppg2w6ni4jze", "ioqwiy20ihqwyr8pf4c24eazhh281pbu",
-    ))
+    for i, key in enumerate(
+        (
+            "vfk49d74nhbxq3nqjg0900w5nvkorp5c",
+            "i28rlmbvmfjbl8p2n3ril0pptcmcu9d1",
+            "f1t00wrtdk94satdfb9olcolqx20z2jp",
+            "0aowwzs5lhjrceb3qp67ahp0rd1l1etg",
+            "v5e3goj22zr6h8tzualxfsqlqaygfbsn",
+            "asi7ikud9jwnkrnkj99jnpfkjdes7l6l",
+            "jn1b4mw4n6lnh74ovmcjb8y48h8xj07n",
+            "tvpxmn7qyrgl0w8wfh9kqfjskv6nmm1j",
+            "upyy3ml7qdumlgk2rfcvlb9k6gvqq2pj",
+            "l6nilvfa9cg3s28tqv1qc1olm3gnz54p",
+            "hhq8fkdgvcari67vfhs7ppg2w6ni4jze",
+            "ioqwiy20ihqwyr8pf4c24eazhh281pbu",
+        )
+    )
 }
 
 
@@ -131,9 +144,7 @@ def _numbers(path: Path, frame: pd.DataFrame, column: str, kind: type) -> pd.Ser
         bad |= values.fillna(0) % 1 != 0
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(
-            f"{path}, line {row + 2}: {column} {frame[column].iloc[row]!r} is not a valid {kind.__name__}"
-        )
+        raise ValueError(f"{path}, line {row + 2}: {column} {frame[column].iloc[row]!r} is not a valid {kind.__name__}")
     return values.astype("int64" if kind is int else "float64")
 
 
@@ -145,8 +156,7 @@ def parse_labels(text: str, where: str) -> list[str]:
     for p in parts:
         if p not in FINDINGS:
             why = "'No Finding' combined with findings" if p == NO_FINDING else "unknown label"
-            raise ValueError(f"{where}: {why} {p!r} in {text!r} "
-                             f"(expected {NO_FINDING!r} or {'|'.join(FINDINGS)})")
+            raise ValueError(f"{where}: {why} {p!r} in {text!r} (expected {NO_FINDING!r} or {'|'.join(FINDINGS)})")
     return parts
 
 
@@ -160,8 +170,7 @@ def read_nih_entries(csv_path: str | Path) -> pd.DataFrame:
     header = _header_line(path)
     trailing = header == NIH_ENTRY_HEADER + ","  # the 2017 release's extra empty column
     if header != NIH_ENTRY_HEADER and not trailing:
-        raise ValueError(f"{path}: not NIH's Data_Entry header.\n"
-                         f"  expected: {NIH_ENTRY_HEADER}\n  found:    {header}")
+        raise ValueError(f"{path}: not NIH's Data_Entry header.\n  expected: {NIH_ENTRY_HEADER}\n  found:    {header}")
     raw = _read_str_csv(path)
     expected = len(ENTRY_COLUMNS) + trailing
     if raw.shape[1] != expected:
@@ -178,8 +187,7 @@ def read_nih_entries(csv_path: str | Path) -> pd.DataFrame:
     for col, allowed in (("sex", SEXES), ("view", VIEWS)):
         if (bad := ~raw[col].isin(allowed)).any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ValueError(
-                f"{path}, line {row + 2}: {col} {raw[col].iloc[row]!r} is not one of {allowed}")
+            raise ValueError(f"{path}, line {row + 2}: {col} {raw[col].iloc[row]!r} is not one of {allowed}")
         out[col] = raw[col]
     for col in ("spacing_x", "spacing_y"):
         out[col] = _numbers(path, raw, col, float)
@@ -187,8 +195,7 @@ def read_nih_entries(csv_path: str | Path) -> pd.DataFrame:
 
     for i, name in enumerate(out["image"]):
         if not IMAGE_NAME.fullmatch(name):
-            raise ValueError(
-                f"{path}, line {i + 2}: image name {name!r} is not <8 digits>_<3 digits>.png")
+            raise ValueError(f"{path}, line {i + 2}: image name {name!r} is not <8 digits>_<3 digits>.png")
     if (dups := out["image"][out["image"].duplicated()]).any():
         raise ValueError(f"{path}: duplicate image rows: {sorted(set(dups))[:10]}")
 
@@ -205,8 +212,7 @@ def read_nih_boxes(csv_path: str | Path) -> pd.DataFrame:
     path = Path(csv_path)
     header = _header_line(path)
     if header != NIH_BOX_HEADER:
-        raise ValueError(f"{path}: not NIH's BBox header.\n"
-                         f"  expected: {NIH_BOX_HEADER}\n  found:    {header}")
+        raise ValueError(f"{path}: not NIH's BBox header.\n  expected: {NIH_BOX_HEADER}\n  found:    {header}")
     raw = _read_str_csv(path)  # 9 columns from the header; rows have 6 fields, the rest are ''
     if (extra := raw.iloc[:, 6:].ne("").any(axis=1)).any():
         row = int(np.flatnonzero(extra.to_numpy())[0])
@@ -217,8 +223,10 @@ def read_nih_boxes(csv_path: str | Path) -> pd.DataFrame:
     out = pd.DataFrame({"image": raw["image"], "finding": finding})
     for i, f in enumerate(out["finding"]):
         if f not in BOXED_FINDINGS:
-            raise ValueError(f"{path}, line {i + 2}: unknown box finding {raw['finding'].iloc[i]!r} "
-                             f"(expected one of {', '.join(BOXED_FINDINGS)} or Infiltrate)")
+            raise ValueError(
+                f"{path}, line {i + 2}: unknown box finding {raw['finding'].iloc[i]!r} "
+                f"(expected one of {', '.join(BOXED_FINDINGS)} or Infiltrate)"
+            )
     for col in ("x", "y", "w", "h"):
         out[col] = _numbers(path, raw, col, float)
     if (bad := (out["w"] <= 0) | (out["h"] <= 0)).any():
@@ -251,9 +259,7 @@ def read_split_list(path: str | Path) -> set[str]:
 SPLITS = ("train", "val", "test")
 
 
-def patient_split(
-    entries: pd.DataFrame, test_images: set[str], val_fraction: float, seed: int
-) -> pd.Series:
+def patient_split(entries: pd.DataFrame, test_images: set[str], val_fraction: float, seed: int) -> pd.Series:
     """'train'/'val'/'test' per row of `entries` (same index).
 
     test is NIH's official list (patient-wise by construction); val is a seeded random
@@ -304,8 +310,7 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
                 # the 4 RGBA PNGs in NIH's sample have R=G=B and alpha 255, so luminance == gray
                 img = img.convert("L")
             return np.asarray(img, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
-            ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"{name}: not a decodable image: {e}") from None
 
 
@@ -342,7 +347,7 @@ def pull_nih(
     `archives` defaults to all twelve; with a subset, entries outnumber images (filter by shard).
     """
     from components.fetch import fetch, resolve
-    from pipelines.medical.shards import SHARD_SIZE, ShardReader, iter_tar_members, write_shards
+    from pipelines.medical.sources.shards import SHARD_SIZE, ShardReader, iter_tar_members, write_shards
 
     out_dir = Path(out_dir)
     sums = {**NIH_ARCHIVES, **(checksums or {})}
@@ -357,8 +362,7 @@ def pull_nih(
     boxes = read_nih_boxes(out_dir / BOXES_FILE)
     test, train_val = read_split_list(out_dir / TEST_LIST), read_split_list(out_dir / TRAIN_VAL_LIST)
     if overlap := test & train_val:
-        raise ValueError(
-            f"{out_dir}: {len(overlap)} image(s) in both split lists, e.g. {sorted(overlap)[:5]}")
+        raise ValueError(f"{out_dir}: {len(overlap)} image(s) in both split lists, e.g. {sorted(overlap)[:5]}")
 
     download_dir = Path(download_dir or out_dir.parent / f".{out_dir.name}-archives")
 
@@ -379,11 +383,15 @@ def pull_nih(
     names = set(ShardReader(out_dir / "images").names())
     unlisted = names - set(entries["image"])
     if unlisted:
-        log.warning("%d sharded image(s) have no Data_Entry row, e.g. %s",
-                    len(unlisted), sorted(unlisted)[:5])
+        log.warning("%d sharded image(s) have no Data_Entry row, e.g. %s", len(unlisted), sorted(unlisted)[:5])
     summary = {
-        "entries": len(entries), "images": len(names), "shards": len(shards), "boxes": len(boxes),
-        "test_list": len(test), "train_val_list": len(train_val), "archives": archives,
+        "entries": len(entries),
+        "images": len(names),
+        "shards": len(shards),
+        "boxes": len(boxes),
+        "test_list": len(test),
+        "train_val_list": len(train_val),
+        "archives": archives,
     }
     log.info("NIH ChestX-ray14 pulled into %s: %s", out_dir, summary)
     return summary

@@ -14,9 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.medical.sources import (
-    BOX_ALIASES, BOXES_FILE, ENTRIES_FILE, FINDINGS, IMAGE_NAME, NIH_BOX_HEADER, NIH_BOX_SPACE,
-    NIH_ENTRY_HEADER, NO_FINDING, TEST_LIST, TRAIN_VAL_LIST,
+from pipelines.medical.sources.nih import (
+    BOX_ALIASES,
+    BOXES_FILE,
+    ENTRIES_FILE,
+    FINDINGS,
+    IMAGE_NAME,
+    NIH_BOX_HEADER,
+    NIH_BOX_SPACE,
+    NIH_ENTRY_HEADER,
+    NO_FINDING,
+    TEST_LIST,
+    TRAIN_VAL_LIST,
 )
 
 log = logging.getLogger("scifolio.medical.demo")
@@ -25,19 +34,42 @@ BOX_SPELLING = {v: k for k, v in BOX_ALIASES.items()}  # ours -> NIH's (Infiltra
 DEMO_TEST_FRACTION = 0.2  # of patients; NIH's official test list holds 23% of its images
 DEMO_RGBA_FRACTION = 0.04  # NIH's sample has 4 RGBA PNGs in 92: loaders must cope
 DEMO_PREVALENCE = {  # per image (chronic: per patient); above NIH's so a small demo has positives
-    "Atelectasis": 0.11, "Cardiomegaly": 0.08, "Effusion": 0.12, "Infiltration": 0.14,
-    "Mass": 0.07, "Nodule": 0.08, "Pneumonia": 0.05, "Pneumothorax": 0.07, "Consolidation": 0.06,
-    "Edema": 0.05, "Emphysema": 0.05, "Fibrosis": 0.05, "Pleural_Thickening": 0.05, "Hernia": 0.04,
+    "Atelectasis": 0.11,
+    "Cardiomegaly": 0.08,
+    "Effusion": 0.12,
+    "Infiltration": 0.14,
+    "Mass": 0.07,
+    "Nodule": 0.08,
+    "Pneumonia": 0.05,
+    "Pneumothorax": 0.07,
+    "Consolidation": 0.06,
+    "Edema": 0.05,
+    "Emphysema": 0.05,
+    "Fibrosis": 0.05,
+    "Pleural_Thickening": 0.05,
+    "Hernia": 0.04,
 }
 CHRONIC = ("Cardiomegaly", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")  # kept at follow-up
-AP_FINDINGS = ("Effusion", "Edema", "Pneumothorax", "Consolidation", "Pneumonia",
-               "Atelectasis")  # inpatient findings, often on bedside (AP) films
-ORIGINAL_SIZES = ((2500, 2048, 0.171), (2048, 2500, 0.171), (3056, 2544, 0.139),
-                  (2992, 2991, 0.143), (2021, 2021, 0.194311))  # (width, height, mm/px) seen in NIH's CSV
+AP_FINDINGS = (
+    "Effusion",
+    "Edema",
+    "Pneumothorax",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+)  # inpatient findings, often on bedside (AP) films
+ORIGINAL_SIZES = (
+    (2500, 2048, 0.171),
+    (2048, 2500, 0.171),
+    (3056, 2544, 0.139),
+    (2992, 2991, 0.143),
+    (2021, 2021, 0.194311),
+)  # (width, height, mm/px) seen in NIH's CSV
 
 
-def _ellipse(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float,
-             soft: float = 0.08, angle: float = 0.0) -> np.ndarray:
+def _ellipse(
+    yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float, soft: float = 0.08, angle: float = 0.0
+) -> np.ndarray:
     """Soft ellipse mask in [0, 1]: 1 inside, 0 outside, a sigmoid edge `soft` of the radius wide."""
     dy, dx = yy - cy, xx - cx
     if angle:
@@ -85,8 +117,15 @@ class _Chest:
     def box(self, finding: str, mask: np.ndarray, threshold: float = 0.5) -> None:
         ys, xs = np.nonzero(mask > threshold)
         if len(xs):
-            self.boxes.append((finding, float(xs.min()), float(ys.min()),
-                               float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)))
+            self.boxes.append(
+                (
+                    finding,
+                    float(xs.min()),
+                    float(ys.min()),
+                    float(xs.max() - xs.min() + 1),
+                    float(ys.max() - ys.min() + 1),
+                )
+            )
 
     def lung_point(self, side: int, y_lo: float = 0.2, y_hi: float = 0.8, margin: float = 0.7):
         """A random point well inside one lung; y_lo/y_hi pick a zone (0 apex .. 1 base)."""
@@ -124,8 +163,12 @@ class _Chest:
             self.add(mask, 80)
             self.box(finding, mask)
         elif finding == "Pneumothorax":  # apical-lateral air: darker than lung, no markings
-            mask = _ellipse(yy, xx, cy - ry * 0.45, cx + (-1 if side == 0 else 1) * rx * 0.35,
-                            ry * 0.5, rx * 0.55, soft=0.05) * self.lung_mask
+            mask = (
+                _ellipse(
+                    yy, xx, cy - ry * 0.45, cx + (-1 if side == 0 else 1) * rx * 0.35, ry * 0.5, rx * 0.55, soft=0.05
+                )
+                * self.lung_mask
+            )
             self.add(mask, -40)  # ribs stay (chest wall); the lung's own texture would vanish
             self.box(finding, mask)
         elif finding == "Atelectasis":  # plate-like band: thin tilted bright streak, lower zone
@@ -160,14 +203,14 @@ class _Chest:
                 hilum = scx + (0.05 if scx < 0.5 else -0.05)
                 self.add(_ellipse(yy, xx, scy + 0.03, hilum, 0.12, srx * 0.6, soft=0.4) * self.lung_mask, 40)
         elif finding == "Fibrosis":  # fine reticular net in both lower zones
-            net = ((np.abs(np.sin(2 * np.pi * 34 * xx + 3 * yy)) < 0.18)
-                   | (np.abs(np.sin(2 * np.pi * 30 * yy)) < 0.18))
+            net = (np.abs(np.sin(2 * np.pi * 34 * xx + 3 * yy)) < 0.18) | (np.abs(np.sin(2 * np.pi * 30 * yy)) < 0.18)
             lower = self.lung_mask / (1 + np.exp(-(yy - 0.5) / 0.04))
             self.add(net * lower, 35)
         elif finding == "Pleural_Thickening":  # bright rim along the lateral lung edges
             for scy, scx, sry, srx in self.lungs:
-                rim = (_ellipse(yy, xx, scy, scx, sry, srx, soft=0.03)
-                       - _ellipse(yy, xx, scy, scx, sry * 0.92, srx * 0.8, soft=0.03))
+                rim = _ellipse(yy, xx, scy, scx, sry, srx, soft=0.03) - _ellipse(
+                    yy, xx, scy, scx, sry * 0.92, srx * 0.8, soft=0.03
+                )
                 lateral = (xx < scx) if scx < 0.5 else (xx > scx)
                 self.add(np.clip(rim, 0, 1) * lateral, 70)
         elif finding == "Hernia":  # retrocardiac round opacity with an air-fluid level
@@ -213,8 +256,10 @@ def write_demo(
     """
     lo, hi = images_per_patient
     if n_patients < 2 or not 1 <= lo <= hi or size < 32:
-        raise ValueError(f"write_demo: need n_patients >= 2, 1 <= images_per_patient[0] <= [1], "
-                         f"size >= 32; got {n_patients}, {images_per_patient}, {size}")
+        raise ValueError(
+            f"write_demo: need n_patients >= 2, 1 <= images_per_patient[0] <= [1], "
+            f"size >= 32; got {n_patients}, {images_per_patient}, {size}"
+        )
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
@@ -238,8 +283,7 @@ def write_demo(
         sex = "M" if rng.random() < 0.56 else "F"
         for fu in range(int(counts[pid - 1])):
             name = f"{pid:08d}_{fu:03d}.png"
-            found = [f for f in FINDINGS
-                     if (patient[f] if f in CHRONIC else rng.random() < DEMO_PREVALENCE[f])]
+            found = [f for f in FINDINGS if (patient[f] if f in CHRONIC else rng.random() < DEMO_PREVALENCE[f])]
             view = "AP" if rng.random() < (0.6 if set(found) & set(AP_FINDINGS) else 0.3) else "PA"
             chest = _Chest(size, rng, patient, view)
             for f in found:
@@ -249,8 +293,9 @@ def write_demo(
             _save_png(pixels, out_dir / "images" / name, mode)
             w, h, spacing = ORIGINAL_SIZES[int(rng.integers(len(ORIGINAL_SIZES)))]
             labels = "|".join(sorted(found)) or NO_FINDING  # NIH lists labels alphabetically
-            rows.append(f"{name},{labels},{fu},{pid},{age + fu // 2},{sex},{view},{w},{h},"
-                        f"{_fmt(spacing)},{_fmt(spacing)}")
+            rows.append(
+                f"{name},{labels},{fu},{pid},{age + fu // 2},{sex},{view},{w},{h},{_fmt(spacing)},{_fmt(spacing)}"
+            )
             if pid in test_patients:
                 test_names.append(name)
                 scale = NIH_BOX_SPACE / size
@@ -266,8 +311,15 @@ def write_demo(
     _write_text(out_dir / BOXES_FILE, [NIH_BOX_HEADER, *box_rows])
     _write_text(out_dir / TEST_LIST, sorted(test_names))
     _write_text(out_dir / TRAIN_VAL_LIST, sorted(train_val_names))
-    log.info("demo: %d images of %d patients (%d test), %d boxes, %dpx, in %s",
-             n_images, n_patients, len(test_names), len(box_rows), size, out_dir)
+    log.info(
+        "demo: %d images of %d patients (%d test), %d boxes, %dpx, in %s",
+        n_images,
+        n_patients,
+        len(test_names),
+        len(box_rows),
+        size,
+        out_dir,
+    )
     return out_dir
 
 

@@ -46,15 +46,23 @@ def spec(python_model) -> FeatureSpec:
 
 def features(python_model, request: pd.DataFrame, answer: pd.DataFrame) -> pd.DataFrame:
     """One row per image: what arrived, what the network made of it, what it answered."""
-    from pipelines.medical.sources import decode_image
+    from pipelines.medical.sources.nih import decode_image
 
     images, texts = python_model.read_request(request)
     rows = []
     for data in images:
         a = decode_image(data, "request image").astype(np.float64)
         p05, p95 = np.percentile(a, [5, 95])
-        rows.append({"image_mean": a.mean(), "image_std": a.std(), "image_p05": p05, "image_p95": p95,
-                     "height": a.shape[0], "width": a.shape[1]})
+        rows.append(
+            {
+                "image_mean": a.mean(),
+                "image_std": a.std(),
+                "image_p05": p05,
+                "image_p95": p95,
+                "height": a.shape[0],
+                "width": a.shape[1],
+            }
+        )
     table = pd.DataFrame(rows)
     table["age"] = pd.to_numeric(request.get("age", pd.Series([np.nan] * len(request))), errors="coerce").to_numpy()
     for column in ("sex", "view"):
@@ -90,7 +98,7 @@ def _entries(prepared_dir: Path, split: str) -> pd.DataFrame:
 
 
 def _requests(prepared_dir: Path, rows: pd.DataFrame, darken: float = 0.0) -> list[pd.DataFrame]:
-    from pipelines.medical.shards import open_images
+    from pipelines.medical.sources.shards import open_images
 
     store = open_images(prepared_dir.parent / "validated" / "images")
     out = []
@@ -98,15 +106,25 @@ def _requests(prepared_dir: Path, rows: pd.DataFrame, darken: float = 0.0) -> li
         data = store.read(row.image)
         if darken:
             data = _darker(data, darken)
-        out.append(pd.DataFrame([{"image": base64.b64encode(data).decode("ascii"), "age": float(row.age),
-                                  "sex": row.sex, "view": row.view}]))
+        out.append(
+            pd.DataFrame(
+                [
+                    {
+                        "image": base64.b64encode(data).decode("ascii"),
+                        "age": float(row.age),
+                        "sex": row.sex,
+                        "view": row.view,
+                    }
+                ]
+            )
+        )
     return out
 
 
 def _darker(data: bytes, fraction: float) -> bytes:
     from PIL import Image
 
-    from pipelines.medical.sources import decode_image
+    from pipelines.medical.sources.nih import decode_image
 
     a = decode_image(data, "replay image").astype(np.float64) * (1 - fraction)
     buffer = io.BytesIO()

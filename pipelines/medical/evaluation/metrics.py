@@ -32,19 +32,26 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-FINDINGS: tuple[str, ...] = (
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia",
-)
+from pipelines.medical.findings import FINDINGS
 
 # Rajpurkar et al. 2017, "CheXNet: Radiologist-Level Pneumonia Detection on Chest X-Rays with Deep
 # Learning", Table 2 (per-finding AUROC). Measured on CheXNet's own random patient split, not on
 # NIH's official test list: a comparison is indicative, never a like-for-like benchmark.
 CHEXNET_AUROC: dict[str, float] = {
-    "Atelectasis": 0.809, "Cardiomegaly": 0.925, "Effusion": 0.864, "Infiltration": 0.735,
-    "Mass": 0.868, "Nodule": 0.780, "Pneumonia": 0.768, "Pneumothorax": 0.889,
-    "Consolidation": 0.790, "Edema": 0.888, "Emphysema": 0.937, "Fibrosis": 0.805,
-    "Pleural_Thickening": 0.806, "Hernia": 0.916,
+    "Atelectasis": 0.809,
+    "Cardiomegaly": 0.925,
+    "Effusion": 0.864,
+    "Infiltration": 0.735,
+    "Mass": 0.868,
+    "Nodule": 0.780,
+    "Pneumonia": 0.768,
+    "Pneumothorax": 0.889,
+    "Consolidation": 0.790,
+    "Edema": 0.888,
+    "Emphysema": 0.937,
+    "Fibrosis": 0.805,
+    "Pleural_Thickening": 0.806,
+    "Hernia": 0.916,
 }
 CHEXNET_MEAN_AUROC = 0.841
 
@@ -187,7 +194,12 @@ def _patient_codes(patient_ids: Any, n: int) -> tuple[np.ndarray, int]:
 
 
 def _bootstrap_samples(
-    yt: np.ndarray, yp: np.ndarray, codes: np.ndarray, n_patients: int, n_boot: int, seed: int,
+    yt: np.ndarray,
+    yp: np.ndarray,
+    codes: np.ndarray,
+    n_patients: int,
+    n_boot: int,
+    seed: int,
     max_chunk_elems: int = 4_000_000,
 ) -> np.ndarray:
     """[n_boot, K] AUROCs of patient-level resamples (NaN where a finding has one class)."""
@@ -212,7 +224,7 @@ def _bootstrap_samples(
         counts = np.bincount(draws.ravel(), minlength=b * n_patients).reshape(b, n_patients)
         for k, plan in enumerate(plans):
             if plan is not None:
-                out[start:start + b, k] = _auroc_from_plan(plan, counts)
+                out[start : start + b, k] = _auroc_from_plan(plan, counts)
     return out
 
 
@@ -261,8 +273,9 @@ def bootstrap_auroc_ci(
         lo, hi, valid = interval(samples[:, k])
         n_pos = int(np.sum(yt[:, k] == 1))
         n_neg = int(np.sum(yt[:, k] == 0))
-        rows.append(dict(finding=name, auroc=point[name], ci_low=lo, ci_high=hi,
-                         n_pos=n_pos, n_neg=n_neg, n_boot_valid=valid))
+        rows.append(
+            dict(finding=name, auroc=point[name], ci_low=lo, ci_high=hi, n_pos=n_pos, n_neg=n_neg, n_boot_valid=valid)
+        )
     defined = [k for k, name in enumerate(names) if not np.isnan(point[name])]
     if defined:
         sub = samples[:, defined]
@@ -270,12 +283,21 @@ def bootstrap_auroc_ci(
         lo, hi, valid = interval(mean_samples)
     else:
         lo, hi, valid = float("nan"), float("nan"), 0
-    rows.append(dict(finding="mean", auroc=mean_auroc(point), ci_low=lo, ci_high=hi,
-                     n_pos=int(sum(rows[k]["n_pos"] for k in defined)),
-                     n_neg=int(sum(rows[k]["n_neg"] for k in defined)), n_boot_valid=valid))
+    rows.append(
+        dict(
+            finding="mean",
+            auroc=mean_auroc(point),
+            ci_low=lo,
+            ci_high=hi,
+            n_pos=int(sum(rows[k]["n_pos"] for k in defined)),
+            n_neg=int(sum(rows[k]["n_neg"] for k in defined)),
+            n_boot_valid=valid,
+        )
+    )
     table = pd.DataFrame(rows, columns=["finding", "auroc", "ci_low", "ci_high", "n_pos", "n_neg", "n_boot_valid"])
-    table.attrs.update(n_boot=int(n_boot), alpha=float(alpha), seed=int(seed),
-                       n_images=int(yt.shape[0]), n_patients=int(n_patients))
+    table.attrs.update(
+        n_boot=int(n_boot), alpha=float(alpha), seed=int(seed), n_images=int(yt.shape[0]), n_patients=int(n_patients)
+    )
     return table
 
 
@@ -328,18 +350,44 @@ def sens_spec_at(y_true: Any, y_prob: Any, thresholds: Mapping[str, float], name
         t = float(thresholds[name])
         y, s = _column(yt, yp, k)
         if np.isnan(t):
-            rows.append(dict(finding=name, threshold=t, sensitivity=np.nan, specificity=np.nan, ppv=np.nan,
-                             npv=np.nan, tp=0, fp=0, tn=0, fn=0, n=int(y.size)))
+            rows.append(
+                dict(
+                    finding=name,
+                    threshold=t,
+                    sensitivity=np.nan,
+                    specificity=np.nan,
+                    ppv=np.nan,
+                    npv=np.nan,
+                    tp=0,
+                    fp=0,
+                    tn=0,
+                    fn=0,
+                    n=int(y.size),
+                )
+            )
             continue
         tn, fp, fn, tp = _confusion(y, s, t)
-        rows.append(dict(finding=name, threshold=t, sensitivity=_nan_div(tp, tp + fn),
-                         specificity=_nan_div(tn, tn + fp), ppv=_nan_div(tp, tp + fp), npv=_nan_div(tn, tn + fn),
-                         tp=tp, fp=fp, tn=tn, fn=fn, n=int(y.size)))
+        rows.append(
+            dict(
+                finding=name,
+                threshold=t,
+                sensitivity=_nan_div(tp, tp + fn),
+                specificity=_nan_div(tn, tn + fp),
+                ppv=_nan_div(tp, tp + fp),
+                npv=_nan_div(tn, tn + fn),
+                tp=tp,
+                fp=fp,
+                tn=tn,
+                fn=fn,
+                n=int(y.size),
+            )
+        )
     return pd.DataFrame(rows)
 
 
-def f1_scores(y_true: Any, y_prob: Any, thresholds: Mapping[str, float], names: Sequence[str],
-              zero_division: float = 0.0) -> dict[str, Any]:
+def f1_scores(
+    y_true: Any, y_prob: Any, thresholds: Mapping[str, float], names: Sequence[str], zero_division: float = 0.0
+) -> dict[str, Any]:
     """Macro and micro F1 at fixed thresholds, with scikit-learn's ``f1_score``.
 
     Macro: mean of the per-finding binary F1 over each finding's unmasked rows. Micro: one binary F1
@@ -361,8 +409,11 @@ def f1_scores(y_true: Any, y_prob: Any, thresholds: Mapping[str, float], names: 
         flat_pred.append(pred)
     scored = [v for v in per.values() if not np.isnan(v)]
     macro = float(np.mean(scored)) if scored else float("nan")
-    micro = (float(f1_score(np.concatenate(flat_true), np.concatenate(flat_pred), zero_division=zero_division))
-             if flat_true else float("nan"))
+    micro = (
+        float(f1_score(np.concatenate(flat_true), np.concatenate(flat_pred), zero_division=zero_division))
+        if flat_true
+        else float("nan")
+    )
     return {"macro": macro, "micro": micro, "per_finding": per}
 
 
@@ -395,8 +446,16 @@ def reliability_table(y_true: Any, y_prob: Any, n_bins: int = 15) -> pd.DataFram
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_pred = np.where(count > 0, sum_pred / np.maximum(count, 1), np.nan)
         observed = np.where(count > 0, sum_true / np.maximum(count, 1), np.nan)
-    return pd.DataFrame({"bin": np.arange(n_bins), "lower": edges[:-1], "upper": edges[1:],
-                         "mean_predicted": mean_pred, "observed_frequency": observed, "count": count})
+    return pd.DataFrame(
+        {
+            "bin": np.arange(n_bins),
+            "lower": edges[:-1],
+            "upper": edges[1:],
+            "mean_predicted": mean_pred,
+            "observed_frequency": observed,
+            "count": count,
+        }
+    )
 
 
 def expected_calibration_error(y_true: Any, y_prob: Any, n_bins: int = 15) -> float:
@@ -471,12 +530,28 @@ def subgroup_auroc(y_true: Any, y_prob: Any, names: Sequence[str], groups: Mappi
             sub_t, sub_p = yt[rows_in], yp[rows_in]
             aurocs = per_finding_auroc(sub_t, sub_p, names)
             for k, name in enumerate(names):
-                rows.append(dict(group=group, value=level, finding=name, auroc=aurocs[name],
-                                 n_images=int(rows_in.sum()), n_pos=int((sub_t[:, k] == 1).sum()),
-                                 n_neg=int((sub_t[:, k] == 0).sum())))
-            rows.append(dict(group=group, value=level, finding="mean", auroc=mean_auroc(aurocs),
-                             n_images=int(rows_in.sum()), n_pos=int((sub_t == 1).sum()),
-                             n_neg=int((sub_t == 0).sum())))
+                rows.append(
+                    dict(
+                        group=group,
+                        value=level,
+                        finding=name,
+                        auroc=aurocs[name],
+                        n_images=int(rows_in.sum()),
+                        n_pos=int((sub_t[:, k] == 1).sum()),
+                        n_neg=int((sub_t[:, k] == 0).sum()),
+                    )
+                )
+            rows.append(
+                dict(
+                    group=group,
+                    value=level,
+                    finding="mean",
+                    auroc=mean_auroc(aurocs),
+                    n_images=int(rows_in.sum()),
+                    n_pos=int((sub_t == 1).sum()),
+                    n_neg=int((sub_t == 0).sum()),
+                )
+            )
     return pd.DataFrame(rows, columns=["group", "value", "finding", "auroc", "n_images", "n_pos", "n_neg"])
 
 
@@ -607,16 +682,18 @@ def localisation_summary(records: Iterable[Any], tolerance: float = 0.0, thresho
     everything = [r for results in per.values() for r in results]
     if everything:
         hits, ious = zip(*everything)
-        rows.append(dict(finding="all", n=len(everything), hit_rate=float(np.mean(hits)),
-                         mean_iou=float(np.mean(ious))))
+        rows.append(
+            dict(finding="all", n=len(everything), hit_rate=float(np.mean(hits)), mean_iou=float(np.mean(ious)))
+        )
     return pd.DataFrame(rows, columns=["finding", "n", "hit_rate", "mean_iou"])
 
 
 # --------------------------------------------------------------------------- results table
 
 
-def compare_to_chexnet(ci_table: pd.DataFrame, n_test_images: int, min_images: int = 1000,
-                       min_positives: int = 20) -> pd.DataFrame:
+def compare_to_chexnet(
+    ci_table: pd.DataFrame, n_test_images: int, min_images: int = 1000, min_positives: int = 20
+) -> pd.DataFrame:
     """Put ``bootstrap_auroc_ci``'s table beside CheXNet's published AUROCs.
 
     A row is ``comparable`` only when the test set has at least ``min_images`` images, the finding
@@ -662,9 +739,32 @@ def compare_to_chexnet(ci_table: pd.DataFrame, n_test_images: int, min_images: i
     out = []
     for rec, ref, note in rows:
         auroc, lo, hi = float(rec["auroc"]), float(rec["ci_low"]), float(rec["ci_high"])
-        out.append(dict(finding=rec["finding"], auroc=auroc, ci_low=lo, ci_high=hi, n_pos=int(rec["n_pos"]),
-                        chexnet_auroc=ref, delta=auroc - ref,
-                        chexnet_in_ci=bool(lo <= ref <= hi) if not np.isnan(ref + lo + hi) else False,
-                        comparable=note == "", note=note))
-    return pd.DataFrame(out, columns=["finding", "auroc", "ci_low", "ci_high", "n_pos", "chexnet_auroc", "delta",
-                                      "chexnet_in_ci", "comparable", "note"])
+        out.append(
+            dict(
+                finding=rec["finding"],
+                auroc=auroc,
+                ci_low=lo,
+                ci_high=hi,
+                n_pos=int(rec["n_pos"]),
+                chexnet_auroc=ref,
+                delta=auroc - ref,
+                chexnet_in_ci=bool(lo <= ref <= hi) if not np.isnan(ref + lo + hi) else False,
+                comparable=note == "",
+                note=note,
+            )
+        )
+    return pd.DataFrame(
+        out,
+        columns=[
+            "finding",
+            "auroc",
+            "ci_low",
+            "ci_high",
+            "n_pos",
+            "chexnet_auroc",
+            "delta",
+            "chexnet_in_ci",
+            "comparable",
+            "note",
+        ],
+    )

@@ -2,6 +2,6 @@
 
 from mlflow.models import set_model
 
-from pipelines.medical.pyfunc import ChestXrayClassifier
+from pipelines.medical.serving.pyfunc import ChestXrayClassifier
 
 set_model(ChestXrayClassifier())

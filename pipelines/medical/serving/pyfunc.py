@@ -28,7 +28,7 @@ class ChestXrayClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.load(**{name: context.artifacts[name] for name in ARTIFACTS})
 
-    def load(self, model_config: str, weights: str, tokenizer: str, thresholds: str) -> "ChestXrayClassifier":
+    def load(self, model_config: str, weights: str, tokenizer: str, thresholds: str) -> ChestXrayClassifier:
         from pipelines.medical.data import eval_transforms, tokenizer_encoder
         from pipelines.medical.models import build_model
 
@@ -42,7 +42,7 @@ class ChestXrayClassifier(mlflow.pyfunc.PythonModel):
         return self
 
     @classmethod
-    def from_dir(cls, model_dir: Path, thresholds: Path) -> "ChestXrayClassifier":
+    def from_dir(cls, model_dir: Path, thresholds: Path) -> ChestXrayClassifier:
         return cls().load(**artifact_paths(model_dir, thresholds))
 
     def tensors(self, images: list, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,11 +64,13 @@ class ChestXrayClassifier(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(probs.astype(np.float64), columns=self.config["findings"])
 
     def read_request(self, frame: pd.DataFrame) -> tuple[list[bytes], list[str]]:
+        from pipelines.medical.sources.nih import decode_image
         from pipelines.medical.text import metadata_text
-        from pipelines.medical.sources import decode_image
 
         if not isinstance(frame, pd.DataFrame) or "image" not in frame.columns:
-            raise InputError("expected a DataFrame with an `image` column (base64 PNG/JPEG) and optional age, sex, view")
+            raise InputError(
+                "expected a DataFrame with an `image` column (base64 PNG/JPEG) and optional age, sex, view"
+            )
         if len(frame) == 0:
             raise InputError("no rows")
         images, texts = [], []

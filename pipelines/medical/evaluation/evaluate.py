@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 
 from components.project import Evaluation
-from pipelines.medical import metrics as M
-from pipelines.medical.sources import FINDINGS, NIH_BOX_SPACE
+from pipelines.medical.evaluation import metrics as M
+from pipelines.medical.sources.nih import FINDINGS, NIH_BOX_SPACE
 
 
 @torch.inference_mode()
@@ -41,19 +41,27 @@ def evaluate(net, dm, boxes: pd.DataFrame, n_boot: int, n_cams: int, seed: int) 
     ci = M.bootstrap_auroc_ci(test_y, test_p, patients, names, n_boot=n_boot, seed=seed)
     f1 = M.f1_scores(test_y, test_p, thresholds, names)
     reliability = M.reliability_table(test_y, test_p)
-    subgroups = M.subgroup_auroc(test_y, test_p, names, {
-        "sex": np.array([m["sex"] for m in meta]),
-        "age_band": M.age_bands(np.array([m["age"] for m in meta], dtype=float)),
-        "view": np.array([m["view"] for m in meta]),
-    })
+    subgroups = M.subgroup_auroc(
+        test_y,
+        test_p,
+        names,
+        {
+            "sex": np.array([m["sex"] for m in meta]),
+            "age_band": M.age_bands(np.array([m["age"] for m in meta], dtype=float)),
+            "view": np.array([m["view"] for m in meta]),
+        },
+    )
     roc = M.roc_table(test_y, test_p, names)
     mean_row = ci.set_index("finding").loc["mean"]
     metrics = {
-        "test/auroc_mean": mean_row["auroc"], "test/auroc_mean_ci_low": mean_row["ci_low"],
+        "test/auroc_mean": mean_row["auroc"],
+        "test/auroc_mean_ci_low": mean_row["ci_low"],
         "test/auroc_mean_ci_high": mean_row["ci_high"],
         "val/auroc_mean": M.mean_auroc(val_y, val_p, names),
-        "test/f1_macro": f1["macro"], "test/f1_micro": f1["micro"],
-        "test/ece": M.expected_calibration_error(test_y, test_p), "test/images": float(len(test_p)),
+        "test/f1_macro": f1["macro"],
+        "test/f1_micro": f1["micro"],
+        "test/ece": M.expected_calibration_error(test_y, test_p),
+        "test/images": float(len(test_p)),
     }
     for row in ci.itertuples():
         if row.finding != "mean":
@@ -63,10 +71,14 @@ def evaluate(net, dm, boxes: pd.DataFrame, n_boot: int, n_cams: int, seed: int) 
         if row.finding == "all":
             metrics["explain/pointing_hit_rate"], metrics["explain/box_iou"] = row.hit_rate, row.mean_iou
     tables = {
-        "auroc_ci": ci, "roc": roc, "reliability": reliability, "subgroups": subgroups,
+        "auroc_ci": ci,
+        "roc": roc,
+        "reliability": reliability,
+        "subgroups": subgroups,
         "thresholds": pd.DataFrame({"finding": names, "threshold": [thresholds[n] for n in names]}),
         "sens_spec": M.sens_spec_at(test_y, test_p, thresholds, names),
-        "chexnet": M.compare_to_chexnet(ci, len(test_p)), "localisation": localisation,
+        "chexnet": M.compare_to_chexnet(ci, len(test_p)),
+        "localisation": localisation,
     }
     attributions = text_attribution_table(net, dm, test_p)
     if attributions is not None:
@@ -88,7 +100,7 @@ def first_batch(dm, n: int) -> dict:
 
 def gradcam_outputs(net, dm, meta, test_p, boxes: pd.DataFrame, n_cams: int):
     """Pointing game / IoU on every boxed test image; overlays of the first n_cams test images."""
-    from pipelines.medical.explain import gradcam, overlay
+    from pipelines.medical.evaluation.explain import gradcam, overlay
 
     records = []
     boxed = boxes[boxes["image"].isin({m["image"] for m in meta})]
@@ -100,8 +112,11 @@ def gradcam_outputs(net, dm, meta, test_p, boxes: pd.DataFrame, n_cams: int):
         for box in group.itertuples():
             cam = gradcam(net, x, tokens, FINDINGS.index(box.finding))[0]
             records.append((box.finding, cam, (box.x * scale, box.y * scale, box.w * scale, box.h * scale)))
-    localisation = M.localisation_summary(records) if records else pd.DataFrame(
-        {"finding": ["all"], "n": [0], "hit_rate": [float("nan")], "mean_iou": [float("nan")]})
+    localisation = (
+        M.localisation_summary(records)
+        if records
+        else pd.DataFrame({"finding": ["all"], "n": [0], "hit_rate": [float("nan")], "mean_iou": [float("nan")]})
+    )
 
     if n_cams <= 0 or len(test_p) == 0:
         return records, localisation, None
@@ -125,8 +140,9 @@ def gradcam_outputs(net, dm, meta, test_p, boxes: pd.DataFrame, n_cams: int):
 
 def text_attribution_table(net, dm, test_p) -> pd.DataFrame | None:
     """Integrated gradients of the metadata tokens for the first test image's top finding."""
-    from pipelines.medical.explain import text_attributions
     from tokenizers import Tokenizer
+
+    from pipelines.medical.evaluation.explain import text_attributions
 
     if not hasattr(net, "encode_text") or len(test_p) == 0:
         return None  # the DenseNet baseline has no non-image branch
@@ -134,7 +150,9 @@ def text_attribution_table(net, dm, test_p) -> pd.DataFrame | None:
     k = int(np.argmax(test_p[0]))
     tokenizer = Tokenizer.from_file(str(dm.tokenizer_path)) if dm.tokenizer_path else None
     scores = text_attributions(net, batch["image"], batch["tokens"], k, tokenizer=tokenizer)
-    return pd.DataFrame({"token": [t for t, _ in scores], "attribution": [s for _, s in scores], "finding": FINDINGS[k]})
+    return pd.DataFrame(
+        {"token": [t for t, _ in scores], "attribution": [s for _, s in scores], "finding": FINDINGS[k]}
+    )
 
 
 def score(classifier, entries: pd.DataFrame, reader) -> float:

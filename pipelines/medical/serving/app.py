@@ -1,7 +1,7 @@
 """The clinician app: a chest X-ray (+ age, sex, view) in, the 14 findings with the registered model's
 probabilities and operating thresholds out, and a Grad-CAM overlay for the finding picked.
 
-    python -m pipelines.medical.app        # models:/medical@champion on http://127.0.0.1:7860
+    python -m pipelines.medical.serving.app        # models:/medical@champion on http://127.0.0.1:7860
 
 Research use only. The model is resolved once at start (alias -> concrete version), as in
 components.serve, so every answer comes from one known version. Bad input (not an image, empty,
@@ -35,7 +35,7 @@ def read_image(path) -> np.ndarray:
     """An uploaded file -> 2-D uint8 film (RGBA/RGB/16-bit converted to gray), or InputError."""
     from PIL import Image, UnidentifiedImageError
 
-    from pipelines.medical.sources import decode_image
+    from pipelines.medical.sources.nih import decode_image
 
     if not path:
         raise InputError("Please upload a chest X-ray (PNG or JPEG).")
@@ -61,7 +61,9 @@ def read_image(path) -> np.ndarray:
     try:
         return decode_image(data, path.name)
     except ValueError:
-        raise InputError("The image could not be decoded (corrupt or truncated file); please upload it again.") from None
+        raise InputError(
+            "The image could not be decoded (corrupt or truncated file); please upload it again."
+        ) from None
 
 
 def check_age(age) -> float | None:
@@ -87,8 +89,13 @@ def load_champion(name: str = "medical", alias: str = "champion"):
     version = client.get_model_version_by_alias(name, alias).version
     entity = client.get_model_version(name, str(version))
     classifier = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
-    info = {"model": name, "alias": alias, "version": str(version), "run_id": entity.run_id,
-            "data_version": (entity.tags or {}).get("scifolio.data_version", "unknown")}
+    info = {
+        "model": name,
+        "alias": alias,
+        "version": str(version),
+        "run_id": entity.run_id,
+        "data_version": (entity.tags or {}).get("scifolio.data_version", "unknown"),
+    }
     return classifier, info
 
 
@@ -102,11 +109,18 @@ def predict(classifier, film: np.ndarray, age, sex, view):
     findings = list(classifier.config["findings"])
     # NaN: no operating point (the finding had no positives when thresholds were chosen)
     thresholds = [float(classifier.thresholds.get(f, math.nan)) for f in findings]
-    table = pd.DataFrame({
-        "finding": findings, "probability": np.round(probs.astype(float), 4),
-        "threshold": [f"{t:.4f}" if math.isfinite(t) else "n/a" for t in thresholds],
-        "above threshold": ["yes" if math.isfinite(t) and p >= t else "no" for p, t in zip(probs, thresholds)],
-    }).sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
+    table = (
+        pd.DataFrame(
+            {
+                "finding": findings,
+                "probability": np.round(probs.astype(float), 4),
+                "threshold": [f"{t:.4f}" if math.isfinite(t) else "n/a" for t in thresholds],
+                "above threshold": ["yes" if math.isfinite(t) and p >= t else "no" for p, t in zip(probs, thresholds)],
+            }
+        )
+        .sort_values("probability", ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )
     return table, x, tokens, table["finding"].iloc[0]
 
 
@@ -114,7 +128,7 @@ def cam_overlay(classifier, x, tokens, finding: str) -> np.ndarray:
     """Grad-CAM of `finding` over the transformed film: uint8 RGB [S, S, 3]."""
     import torch
 
-    from pipelines.medical.explain import gradcam, overlay
+    from pipelines.medical.evaluation.explain import gradcam, overlay
 
     x, tokens = torch.as_tensor(x), torch.as_tensor(tokens)
     index = list(classifier.config["findings"]).index(finding)
@@ -129,9 +143,11 @@ def build_app(classifier, info: dict):
 
     findings = list(classifier.config["findings"])
     empty = pd.DataFrame(columns=COLUMNS)
-    version_line = (f"Model **{info.get('model', 'medical')} v{info.get('version')}** "
-                    f"(alias {info.get('alias', 'champion')}) · data version `{info.get('data_version')}` "
-                    f"· run `{info.get('run_id')}`")
+    version_line = (
+        f"Model **{info.get('model', 'medical')} v{info.get('version')}** "
+        f"(alias {info.get('alias', 'champion')}) · data version `{info.get('data_version')}` "
+        f"· run `{info.get('run_id')}`"
+    )
 
     def on_predict(path, age, sex, view):
         try:
@@ -148,8 +164,13 @@ def build_app(classifier, info: dict):
             return empty, gr.update(choices=findings, value=None), None, None, f"⚠️ {msg}"
         state = {"x": x.numpy(), "tokens": tokens.numpy()}
         choices = list(table["finding"])
-        return (table, gr.update(choices=choices, value=top), image, state,
-                f"Analysed. Top finding: **{top}** ({table['probability'].iloc[0]:.3f}).")
+        return (
+            table,
+            gr.update(choices=choices, value=top),
+            image,
+            state,
+            f"Analysed. Top finding: **{top}** ({table['probability'].iloc[0]:.3f}).",
+        )
 
     def on_finding(finding, state):
         if not state or not finding:
@@ -165,19 +186,27 @@ def build_app(classifier, info: dict):
         gr.Markdown("# Chest X-ray findings\nUpload a frontal chest X-ray (PNG/JPEG); age, sex and view are optional.")
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="Chest X-ray (PNG/JPEG)", file_types=[".png", ".jpg", ".jpeg"],
-                                 type="filepath", elem_id="upload")
+                upload = gr.File(
+                    label="Chest X-ray (PNG/JPEG)",
+                    file_types=[".png", ".jpg", ".jpeg"],
+                    type="filepath",
+                    elem_id="upload",
+                )
                 age = gr.Number(label=f"Age (years, 0-{MAX_AGE}; optional)", value=None, elem_id="age")
                 sex = gr.Radio(list(SEXES), value="unknown", label="Sex", elem_id="sex")
                 view = gr.Radio(list(VIEWS), value="unknown", label="View", elem_id="view")
                 button = gr.Button("Predict", variant="primary", elem_id="predict")
                 status = gr.Markdown("", elem_id="status")
             with gr.Column():
-                table = gr.Dataframe(value=empty, headers=COLUMNS, interactive=False,
-                                     label="Findings (sorted by probability)", elem_id="findings")
+                table = gr.Dataframe(
+                    value=empty,
+                    headers=COLUMNS,
+                    interactive=False,
+                    label="Findings (sorted by probability)",
+                    elem_id="findings",
+                )
                 gr.Markdown("Threshold *n/a*: the model has no validated operating point for that finding.")
-                finding = gr.Dropdown(choices=findings, value=None, label="Grad-CAM for finding",
-                                      elem_id="finding")
+                finding = gr.Dropdown(choices=findings, value=None, label="Grad-CAM for finding", elem_id="finding")
                 cam = gr.Image(label="Grad-CAM overlay", type="numpy", interactive=False, elem_id="overlay")
         gr.Markdown(version_line, elem_id="version")
         state = gr.State(None)

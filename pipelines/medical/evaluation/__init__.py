@@ -1,0 +1,1 @@
+"""Clinical evaluation: metrics with patient-level intervals, Grad-CAM and attributions."""

@@ -1,0 +1,1 @@
+"""The deployed side: the registered pyfunc, the clinician app and the monitored features."""
