@@ -74,3 +74,20 @@ def read_metrics(path: Path) -> dict[str, float]:
 
     walk(json.loads(Path(path).read_text()), "")
     return flat
+
+
+def loss_figure(history):
+    """Every loss column of the epoch history (train/loss, val/loss, ...) against the epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for column in [c for c in history.columns if c.endswith("/loss")]:
+        ax.plot(history["epoch"], history[column], marker="o", label=column)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig

@@ -38,6 +38,7 @@ def retrain(
     started = dt.datetime.now(dt.UTC)
     record = {
         "project": project.name,
+        "model": cfg.model_name,
         "started_at": started.isoformat(timespec="seconds"),
         "trigger": "drift" if if_drift else "schedule",
         "monitor": None,
@@ -90,7 +91,7 @@ def finish(project, cfg, record: dict, reports_dir: Path) -> dict:
     from components.tracking import stage_run
 
     record["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    with stage_run(project.name, "retrain", cfg, log_params=False) as run:
+    with stage_run(cfg.model_name, "retrain", cfg, log_params=False) as run:
         tags = {
             "loop.trigger": record["trigger"],
             "loop.outcome": record["outcome"],
@@ -103,7 +104,7 @@ def finish(project, cfg, record: dict, reports_dir: Path) -> dict:
         record["run_id"] = run.info.run_id
     stamp = record["started_at"].replace(":", "").replace("-", "")
     atomic_write_text(
-        Path(reports_dir) / project.name / "retrain" / f"{stamp}.json", json.dumps(record, indent=2) + "\n"
+        Path(reports_dir) / cfg.model_name / "retrain" / f"{stamp}.json", json.dumps(record, indent=2) + "\n"
     )
     log.info("%s loop: %s (%s)", project.name, record["outcome"], record["reason"][:300])
     print(json.dumps({k: record[k] for k in ("project", "trigger", "outcome", "reason")}), file=sys.stdout)

@@ -1,10 +1,16 @@
 """Model registry: log the pyfunc, register it as `challenger`, and gate promotion to `champion`.
 
-The gate re-scores the challenger AND the current champion with the same project scorer on the
-same evaluation data (the champion may have been trained on an older data version, so its own
-logged metric is not comparable). The challenger is promoted only if it beats the champion on the
-primary metric by more than `register.margin`; either way the decision and its reason are tagged
-on the version, logged in the run and written to data/<project>/registry/decision.json.
+The registered model is `cfg.model_name` (`energy` for the full profile, `energy-demo` for the demo
+one), so a demo challenger is never gated against, nor promoted over, a real champion.
+
+The gate compares the project's `objective.gate` metric. By default (`gate_source="rescore"`) it
+re-scores the challenger AND the current champion with the same project scorer on the same evaluation
+data (the champion may have been trained on an older data version, so its own logged metric is not
+comparable). A project whose scoring is too costly declares `gate_source="logged"`: the gate then reads
+the value each version's evaluate stage logged, and the reason says which data versions they came from.
+The challenger is promoted only if it beats the champion by more than `register.margin`; either way the
+decision and its reason are tagged on the version, logged in the run and written to
+data/<project>/registry/decision.json.
 """
 
 from __future__ import annotations
@@ -14,22 +20,13 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
 
-from components.evaluate import atomic_write_text
-from components.project import Metric
+from components.io import atomic_write_text
+from components.project import Metric, Objective, PyfuncSpec
 
 log = logging.getLogger("scifolio.register")
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-
-
-@dataclasses.dataclass
-class PyfuncSpec:
-    python_model: Any  # path of a models-from-code file calling mlflow.models.set_model(...)
-    artifacts: dict[str, str]  # name -> local file, copied into the logged model
-    input_example: Any  # a pandas DataFrame the model accepts
-    output_example: Any  # what it returns for input_example
 
 
 @dataclasses.dataclass
@@ -43,6 +40,7 @@ class Decision:
     champion_version: str | None
     champion_score: float | None
     margin: float
+    source: str = "rescore"  # how the scores were obtained: rescore (same data) | logged (each version's evaluate)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -73,7 +71,7 @@ def model_card(
 """
 
 
-def log_pyfunc(name: str, spec: PyfuncSpec, card: str, code_paths: list[str]):
+def log_pyfunc(name: str, spec: PyfuncSpec, card: str, code_paths: list[str] | None, description: str = ""):
     """Log the pyfunc (with signature and input example) into the active run and register it."""
     import mlflow
     from mlflow.models import infer_signature
@@ -90,6 +88,8 @@ def log_pyfunc(name: str, spec: PyfuncSpec, card: str, code_paths: list[str]):
     mlflow.log_text(card, "model_card.md")
     version = mlflow.register_model(info.model_uri, name)
     client = mlflow.MlflowClient()
+    if description:  # the registered model's page: what it is, beside each version's model card
+        client.update_registered_model(name, description=description)
     client.update_model_version(name, version.version, description=card)
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     return version
@@ -128,46 +128,81 @@ def promotion_lock(name: str):
     return FileLock(str(Path(tempfile.gettempdir()) / f"scifolio-promote-{key}.lock"), timeout=3600)
 
 
-def gate(name: str, version: str, metric: Metric, margin: float, score) -> Decision:
+def gate(name: str, version: str, metric: Metric, margin: float, score, source: str = "rescore") -> Decision:
     """Promote `version` to champion if score(challenger) beats score(champion) by > margin.
 
-    `score(python_model) -> float` is the project's scorer bound to the evaluation data.
+    `score(version_entity) -> float` returns the version's `metric`: the project's scorer bound to the
+    evaluation data (source "rescore") or the value its evaluate stage logged (source "logged").
     """
     with promotion_lock(name):
-        return _gate(name, version, metric, margin, score)
+        return _gate(name, version, metric, margin, score, source)
 
 
-def _gate(name: str, version: str, metric: Metric, margin: float, score) -> Decision:
-    challenger_score = float(score(load_python_model(f"models:/{name}/{version}")))
+def _gate(name: str, version: str, metric: Metric, margin: float, score, source: str) -> Decision:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    challenger = client.get_model_version(name, version)
+    challenger_score = float(score(challenger))
     current = champion_version(name)
+    how = "re-scored on the same data" if source == "rescore" else "as logged at evaluation"
+    common = {"metric": metric.name, "margin": margin, "source": source}
     if not math.isfinite(challenger_score):  # a diverged model never becomes champion
+        reason = f"challenger {metric.name} is not finite ({challenger_score})"
         decision = Decision(
             name,
             version,
             False,
-            f"challenger {metric.name} is not finite ({challenger_score})",
-            metric.name,
-            challenger_score,
-            current and current.version,
-            None,
-            margin,
+            reason,
+            challenger_score=challenger_score,
+            champion_version=current and current.version,
+            champion_score=None,
+            **common,
         )
     elif current is None:
-        decision = Decision(name, version, True, "no champion yet", metric.name, challenger_score, None, None, margin)
+        decision = Decision(
+            name,
+            version,
+            True,
+            "no champion yet",
+            challenger_score=challenger_score,
+            champion_version=None,
+            champion_score=None,
+            **common,
+        )
     elif current.version == version:
         decision = Decision(
-            name, version, True, "already champion", metric.name, challenger_score, version, challenger_score, margin
+            name,
+            version,
+            True,
+            "already champion",
+            challenger_score=challenger_score,
+            champion_version=version,
+            champion_score=challenger_score,
+            **common,
         )
     else:
-        champion_score = float(score(load_python_model(f"models:/{name}/{current.version}")))
+        champion_score = float(score(current))
         better = metric.better(challenger_score, champion_score, margin)
         verb = "beats" if better else "does not beat"
         reason = (
             f"challenger v{version} {metric.name}={challenger_score:.5f} {verb} champion v{current.version} "
-            f"{metric.name}={champion_score:.5f} by more than the margin {margin} ({metric.direction})"
+            f"{metric.name}={champion_score:.5f} by more than the margin {margin} ({metric.direction}; {how}"
         )
+        if source == "logged":
+            reason += (
+                f": challenger data {challenger.tags.get('scifolio.data_version', '?')[:12]}, "
+                f"champion data {current.tags.get('scifolio.data_version', '?')[:12]}"
+            )
         decision = Decision(
-            name, version, better, reason, metric.name, challenger_score, current.version, champion_score, margin
+            name,
+            version,
+            better,
+            reason + ")",
+            challenger_score=challenger_score,
+            champion_version=current.version,
+            champion_score=champion_score,
+            **common,
         )
     record(decision)
     return decision
@@ -184,6 +219,7 @@ def record(decision: Decision) -> None:
         "gate.decision": "promoted" if decision.promoted else "refused",
         "gate.reason": decision.reason,
         "gate.metric": decision.metric,
+        "gate.source": decision.source,
         "gate.challenger_score": f"{decision.challenger_score:.6f}",
     }
     if decision.champion_score is not None:
@@ -201,3 +237,70 @@ def write_decision(decision: Decision, out_dir: Path) -> Path:
     path = out_dir / "decision.json"
     atomic_write_text(path, json.dumps(decision.to_dict(), indent=2) + "\n")
     return path
+
+
+def logged_score(metric: Metric):
+    """score(version) for source "logged": the metric the version's training run logged at evaluation."""
+    import mlflow
+
+    def score(version) -> float:
+        metrics = mlflow.MlflowClient().get_run(version.run_id).data.metrics
+        if metric.name not in metrics:
+            raise RuntimeError(f"{version.name} v{version.version}: run {version.run_id} logged no {metric.name}")
+        return float(metrics[metric.name])
+
+    return score
+
+
+def rescored(score_python_model):
+    """score(version) for source "rescore": the project's scorer on the registered version itself."""
+
+    def score(version) -> float:
+        return float(score_python_model(load_python_model(f"models:/{version.name}/{version.version}")))
+
+    return score
+
+
+def register_version(project, cfg, paths, spec: PyfuncSpec, info: dict, metrics: dict, out_dir: Path) -> Decision:
+    """The register stage: log and register the pyfunc, store its monitoring reference, gate it."""
+    import mlflow
+
+    from components.project import capabilities
+
+    name, objective = cfg.model_name, project.objective
+    card = model_card(name, project.description, project.limitations, info["data_version"], metrics, info["hparams"])
+    profile_note = (
+        "" if cfg.profile == "full" else f" Profile {cfg.profile!r}: trained on synthetic data, not a real model."
+    )
+    version = log_pyfunc(name, spec, card, code_paths=None, description=project.description + profile_note).version
+    client = mlflow.MlflowClient()
+    for key, value in {
+        "scifolio.data_version": info["data_version"],
+        "scifolio.profile": cfg.profile,
+        "scifolio.project": project.name,
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
+    if "monitorable" in capabilities(project):
+        # what the monitor will compare this version's traffic with, answered by the registered model itself
+        from components.monitor import log_reference, reference_profile
+
+        registered = load_python_model(f"models:/{name}/{version}")
+        log_reference(name, version, reference_profile(project, cfg, paths, registered), out_dir / "reference")
+    else:
+        log.info("%s v%s: no monitoring reference, the project is not monitorable", name, version)
+    check_objective(objective, metrics)
+    if objective.gate_source == "logged":
+        score = logged_score(objective.gate)
+    else:
+        score = rescored(lambda python_model: project.score(python_model, cfg, paths))
+    decision = gate(name, version, objective.gate, cfg.project.register.margin, score, objective.gate_source)
+    write_decision(decision, out_dir)
+    return decision
+
+
+def check_objective(objective: Objective, metrics: dict) -> None:
+    """The evaluate stage must have logged the gate metric: a typo in a project's objective fails here."""
+    if objective.gate.name not in metrics:
+        raise RuntimeError(
+            f"objective.gate {objective.gate.name!r} is not among the evaluated metrics {sorted(metrics)}"
+        )

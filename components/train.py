@@ -1,8 +1,9 @@
 """The Lightning Trainer every project trains with, and one `fit` call around it.
 
 GPU when present (bf16 mixed precision, DDP across several devices), seeded and deterministic on
-CPU, early stopping and best-checkpoint selection on the validation loss, metrics streamed to the
-stage's MLflow run. Lightning is imported inside the functions: it costs ~4 s at import.
+CPU, early stopping and best-checkpoint selection on the project's selection metric
+(`Project.objective.select`, e.g. val/loss minimised or val/macro_f1 maximised), metrics streamed to
+the stage's MLflow run. Lightning is imported inside the functions: it costs ~4 s at import.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from components.config import TrainConfig
-
-MONITOR = "val/loss"  # every project logs it; the best checkpoint and early stopping follow it
+from components.project import Metric
 
 
 @dataclasses.dataclass
 class FitResult:
     best_checkpoint: Path
-    best_score: float  # MONITOR at the best checkpoint
+    best_score: float  # the selection metric at the best checkpoint
     epochs: int  # epochs actually run
     history: list[dict]  # one row per epoch: epoch, train/loss, val/loss, ...
     seconds: float
@@ -40,6 +40,16 @@ def epoch_history():
             row = {"epoch": trainer.current_epoch}
             row.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
             self.rows.append(row)
+
+        def best(self, metric: Metric) -> float:
+            """The best epoch value of `metric` (what an Optuna trial reports); NaN epochs never win."""
+            import math
+
+            values = [r[metric.name] for r in self.rows if metric.name in r and math.isfinite(r[metric.name])]
+            if not values:
+                logged = sorted({k for r in self.rows for k in r})
+                raise RuntimeError(f"{metric.name} was never logged with a finite value (logged: {logged})")
+            return min(values) if metric.direction == "minimize" else max(values)
 
     return EpochHistory()
 
@@ -65,6 +75,7 @@ def accelerator_settings(train: TrainConfig) -> dict[str, Any]:
 def make_trainer(
     train: TrainConfig,
     checkpoint_dir: Path,
+    monitor: Metric,
     *,
     max_epochs: int | None = None,
     run_id: str | None = None,
@@ -77,10 +88,13 @@ def make_trainer(
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     callbacks = list(callbacks or [])
-    callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=train.patience))
+    # EarlyStopping's check_finite (on by default) ends training when the selection metric becomes NaN/inf
+    callbacks.append(EarlyStopping(monitor=monitor.name, mode=monitor.mode, patience=train.patience))
     if enable_checkpointing:
         callbacks.append(
-            ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=MONITOR, mode="min", save_top_k=1)
+            ModelCheckpoint(
+                dirpath=checkpoint_dir, filename="best", monitor=monitor.name, mode=monitor.mode, save_top_k=1
+            )
         )
     logger: Any = False
     if run_id:
@@ -105,7 +119,13 @@ def make_trainer(
 
 
 def fit(
-    module, datamodule, train: TrainConfig, checkpoint_dir: Path, seed: int, run_id: str | None = None
+    module,
+    datamodule,
+    train: TrainConfig,
+    checkpoint_dir: Path,
+    monitor: Metric,
+    seed: int,
+    run_id: str | None = None,
 ) -> FitResult:
     """Train with early stopping; the best checkpoint is kept at checkpoint_dir/best.ckpt."""
     import time
@@ -114,11 +134,13 @@ def fit(
 
     pl.seed_everything(seed, workers=True, verbose=False)
     history = epoch_history()
-    trainer = make_trainer(train, checkpoint_dir, run_id=run_id, callbacks=[history])
+    trainer = make_trainer(train, checkpoint_dir, monitor, run_id=run_id, callbacks=[history])
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     seconds = time.perf_counter() - start
     best = trainer.checkpoint_callback
+    if not best.best_model_path:
+        raise RuntimeError(f"no checkpoint was saved: {monitor.name} was never logged with a finite value")
     return FitResult(
         best_checkpoint=Path(best.best_model_path),
         best_score=float(best.best_model_score),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components.config import TuneConfig
-from components.train import MONITOR
+from components.project import Metric
 
 log = logging.getLogger("scifolio.tune")
 
@@ -48,7 +48,7 @@ def make_storage(tune: TuneConfig, default_journal: Path):
 def make_pruner(tune: TuneConfig):
     import optuna
 
-    if tune.pruner == "median":  # stop a trial whose val loss is worse than the median at that epoch
+    if tune.pruner == "median":  # stop a trial whose metric is worse than the median at that epoch
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
     if tune.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(tune.max_epochs, 1))
@@ -61,11 +61,15 @@ def run_study(
     objective_fit: Callable[[dict, list, str], float],
     search_space: Callable,
     tune: TuneConfig,
+    metric: Metric,
     study_name: str,
     journal: Path,
     seed: int,
 ) -> TuneResult:
-    """Search `search_space`; `objective_fit(params, callbacks, trial_run_id)` trains and returns val loss.
+    """Search `search_space` for the best `metric` (minimised or maximised, as the project declares).
+
+    `objective_fit(params, callbacks, trial_run_id)` trains one trial and returns its best epoch value of
+    `metric`; the pruning callback reads the same metric at each validation epoch.
 
     Must be called inside the stage's active MLflow run: trials become its nested runs.
     """
@@ -78,7 +82,7 @@ def run_study(
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
-        direction="minimize",  # MONITOR is a loss
+        direction=metric.direction,  # the project's objective.study
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=make_pruner(tune),
         load_if_exists=True,  # other workers may have created it
@@ -89,20 +93,25 @@ def run_study(
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as run:
             mlflow.log_params(params)
             mlflow.set_tag("optuna.trial", trial.number)
-            pruning = PyTorchLightningPruningCallback(trial, monitor=MONITOR)
+            pruning = PyTorchLightningPruningCallback(trial, monitor=metric.name)
             try:
                 value = objective_fit(params, [pruning], run.info.run_id)
             except optuna.TrialPruned:
                 mlflow.set_tag("optuna.state", "pruned")
                 raise
             mlflow.set_tag("optuna.state", "complete")
-            mlflow.log_metric(f"best_{MONITOR}", value)
+            mlflow.log_metric(f"best/{metric.name}", value)
             return value
 
     study.optimize(objective, n_trials=tune.n_trials, timeout=tune.timeout_s or None, gc_after_trial=True)
     states = [t.state for t in study.trials]
+    if optuna.trial.TrialState.COMPLETE not in states:
+        raise RuntimeError(
+            f"study {study_name}: none of {len(states)} trial(s) completed (pruned or failed); "
+            "raise tune.n_trials or tune.max_epochs, or set tune.pruner=none"
+        )
     best = study.best_trial
-    log.info("study %s: best %s=%.5f (trial %d)", study_name, MONITOR, best.value, best.number)
+    log.info("study %s: best %s=%.5f (trial %d)", study_name, metric.name, best.value, best.number)
     return TuneResult(
         best_params=dict(best.params),
         best_value=float(best.value),

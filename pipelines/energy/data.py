@@ -113,7 +113,9 @@ def make_datamodule(prepared_dir: Path, seq_len: int, horizon: int, batch_size: 
     """A LightningDataModule over the prepared series (Lightning imported lazily: ~4 s)."""
     import lightning.pytorch as pl
 
-    class EnergyDataModule(pl.LightningDataModule):
+    from components.steps import SplitLoaders, loader_options
+
+    class EnergyDataModule(SplitLoaders, pl.LightningDataModule):
         def __init__(self) -> None:
             super().__init__()
             self.series, self.borders, self.timestamps, self.scaler = load_prepared(prepared_dir)
@@ -125,24 +127,14 @@ def make_datamodule(prepared_dir: Path, seq_len: int, horizon: int, batch_size: 
                 if len(ds) == 0:
                     raise ValueError(f"{prepared_dir}: the {name} split has no window of {seq_len}+{horizon} rows")
 
-        def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        def loader(self, split: str, train: bool) -> DataLoader:
+            # every window of val/test is evaluated: no dropped last batch
             return DataLoader(
                 self.windows[split],
                 batch_size=batch_size,
-                shuffle=shuffle,
+                shuffle=train,
                 drop_last=False,
-                num_workers=num_workers,
-                persistent_workers=num_workers > 0,
-                pin_memory=torch.cuda.is_available(),
+                **loader_options(num_workers),
             )
-
-        def train_dataloader(self) -> DataLoader:
-            return self._loader("train", shuffle=True)
-
-        def val_dataloader(self) -> DataLoader:
-            return self._loader("val", shuffle=False)
-
-        def test_dataloader(self) -> DataLoader:
-            return self._loader("test", shuffle=False)
 
     return EnergyDataModule()

@@ -6,10 +6,11 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
+from components.steps import SplitSteps
 from pipelines.energy.models import build_model
 
 
-class Forecaster(pl.LightningModule):
+class Forecaster(SplitSteps, pl.LightningModule):
     def __init__(
         self,
         model: str,
@@ -28,7 +29,7 @@ class Forecaster(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
+    def step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         pred = self(x)
         loss = F.mse_loss(pred, y)
@@ -37,15 +38,6 @@ class Forecaster(pl.LightningModule):
         if stage != "train":
             self.log(f"{stage}/mae", F.l1_loss(pred, y), on_epoch=True, batch_size=len(x))
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
         return self(batch[0])

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from components.project import Metric
+from components.project import Metric, MonitoringModule, Objective, Paths, PyfuncSpec
 from pipelines.energy import sources
 from pipelines.energy.config import EnergySection
 
@@ -20,10 +20,13 @@ from pipelines.energy.config import EnergySection
 OPTIMISER_KEYS = ("lr", "weight_decay")  # tuned keys that belong to the optimiser, not the network
 
 
-class Energy:
+class Energy(MonitoringModule):
     name = "energy"
     section = EnergySection
-    primary_metric = Metric("test/mse", "minimize")
+    # select and tune on the validation MSE (the training loss), promote on the test MSE, re-scored
+    objective = Objective(select=Metric("val/loss", "minimize"), gate=Metric("test/mse", "minimize"))
+    monitoring_module = "pipelines.energy.monitoring"  # monitor_spec, monitor_features, reference_requests, replay
+    replay_streams = ("unshifted", "station", "season")
     description = (
         "Multivariate-in, multivariate-out forecasting. Split by time (ETT: the standard 12/4/4-month "
         "borders); StandardScaler fitted on training rows only; every test window evaluated (no dropped "
@@ -36,41 +39,40 @@ class Energy:
         "data and is not a forecaster of any real transformer."
     )
 
-    def pull(self, cfg, raw_dir: Path) -> list[Path]:
-        return [sources.pull(cfg.project.data, cfg.seed, raw_dir)]
+    def pull(self, cfg, out: Path) -> list[Path]:
+        return [sources.pull(cfg.project.data, cfg.seed, out)]
 
-    def checks(self, cfg, raw_dir: Path):
+    def checks(self, cfg, paths: Paths):
         from pipelines.energy.checks import energy_checks
 
         name, schema = sources.raw_file(cfg.project.data)
-        return energy_checks(raw_dir / name, schema)
+        return energy_checks(paths.raw / name, schema)
 
-    def prepare(self, cfg, validated_dir: Path, prepared_dir: Path) -> dict:
+    def prepare(self, cfg, paths: Paths, out: Path) -> dict:
         from pipelines.energy.data import count_windows, prepare, window_ranges
 
         data, window = cfg.project.data, cfg.project.window
         name, schema = sources.raw_file(data)
-        stamps, values = sources.read_series(validated_dir / name, schema)
-        summary = prepare(stamps, values, schema.value_columns, data.split, schema.freq_seconds, prepared_dir)
-        (prepared_dir / "meta.json").write_text(
-            json.dumps(
-                {
-                    "time_column": schema.time_column,
-                    "freq_seconds": schema.freq_seconds,
-                    "file": name,
-                }
-            )
-            + "\n"
-        )
+        stamps, values = sources.read_series(paths.raw / name, schema)
+        summary = prepare(stamps, values, schema.value_columns, data.split, schema.freq_seconds, out)
+        meta = {"time_column": schema.time_column, "freq_seconds": schema.freq_seconds, "file": name}
+        (out / "meta.json").write_text(json.dumps(meta) + "\n")
         ranges = window_ranges(tuple(summary["borders"]), window.seq_len)
         summary["windows"] = {s: count_windows(*ranges[s], window.horizon) for s in ranges}
+        empty = [s for s, n in summary["windows"].items() if n < 1]
+        if empty:  # fail here, naming the keys, not at train with an empty DataLoader
+            rows = {s: ranges[s][1] - ranges[s][0] for s in empty}
+            raise ValueError(
+                f"energy.window: seq_len={window.seq_len} + horizon={window.horizon} leaves no window in the "
+                f"{', '.join(empty)} split(s) ({rows} target rows); shorten energy.window.horizon or seq_len"
+            )
         return summary
 
-    def datamodule(self, cfg, prepared_dir: Path):
+    def datamodule(self, cfg, paths: Paths):
         from pipelines.energy.data import make_datamodule
 
         w, t = cfg.project.window, cfg.project.train
-        return make_datamodule(prepared_dir, w.seq_len, w.horizon, t.batch_size, t.num_workers)
+        return make_datamodule(paths.prepared, w.seq_len, w.horizon, t.batch_size, t.num_workers)
 
     def model_hparams(self, cfg, tuned: dict) -> dict:
         from pipelines.energy.models import MODEL_HPARAMS
@@ -105,12 +107,12 @@ class Energy:
             params["kernel_size"] = trial.suggest_categorical("kernel_size", [13, 25, 49])
         return params
 
-    def export(self, cfg, module, prepared_dir: Path, model_dir: Path) -> None:
+    def export(self, cfg, module, paths: Paths, out: Path) -> None:
         """What the registered model needs: config, weights (state_dict only), the train-row scaler."""
         import torch
 
-        meta = json.loads((prepared_dir / "meta.json").read_text())
-        scaler = json.loads((prepared_dir / "scaler.json").read_text())
+        meta = json.loads((paths.prepared / "meta.json").read_text())
+        scaler = json.loads((paths.prepared / "scaler.json").read_text())
         hp = module.hparams
         config = {
             "model": hp["model"],
@@ -123,16 +125,16 @@ class Energy:
             "lr": hp["lr"],
             "weight_decay": hp["weight_decay"],
         }
-        (model_dir / "model.json").write_text(json.dumps(config, indent=2) + "\n")
-        torch.save(module.net.state_dict(), model_dir / "weights.pt")
-        shutil.copy(prepared_dir / "scaler.json", model_dir / "scaler.json")
+        (out / "model.json").write_text(json.dumps(config, indent=2) + "\n")
+        torch.save(module.net.state_dict(), out / "weights.pt")
+        shutil.copy(paths.prepared / "scaler.json", out / "scaler.json")
 
-    def load_module(self, cfg, model_dir: Path):
+    def load_module(self, cfg, paths: Paths):
         from pipelines.energy.pyfunc import EnergyForecaster
 
-        return EnergyForecaster.from_dir(model_dir).net
+        return EnergyForecaster.from_dir(paths.model).net
 
-    def evaluate(self, cfg, net, datamodule):
+    def evaluate(self, cfg, net, datamodule, paths: Paths):
         from pipelines.energy.evaluate import evaluate
 
         columns = datamodule.scaler["columns"]
@@ -142,28 +144,26 @@ class Energy:
     def _freq(self, cfg) -> int:
         return sources.raw_file(cfg.project.data)[1].freq_seconds
 
-    def pyfunc(self, model_dir: Path):
-        from components.register import PyfuncSpec
+    def pyfunc(self, cfg, paths: Paths) -> PyfuncSpec:
         from pipelines.energy.pyfunc import EnergyForecaster, artifact_paths
 
-        loaded = EnergyForecaster.from_dir(model_dir)
-        example = self._input_example(loaded, model_dir)
+        loaded = EnergyForecaster.from_dir(paths.model)
+        example = self._input_example(loaded, paths)
         return PyfuncSpec(
             python_model=str(Path(__file__).with_name("model_code.py")),  # models-from-code: no pickle
-            artifacts=artifact_paths(model_dir),
+            artifacts=artifact_paths(paths.model),
             input_example=example,
             output_example=loaded.predict(None, example),
         )
 
-    def _input_example(self, forecaster, model_dir: Path):
+    def _input_example(self, forecaster, paths: Paths):
         """The last seq_len rows of the validation split, in original units."""
         import numpy as np
         import pandas as pd
 
         from pipelines.energy.data import load_prepared
 
-        prepared = model_dir.parent / "prepared"
-        series, borders, stamps, scaler = load_prepared(prepared)
+        series, borders, stamps, scaler = load_prepared(paths.prepared)
         c = forecaster.config
         rows = slice(borders[1] - c["seq_len"], borders[1])
         values = series[rows].numpy() * np.asarray(scaler["scale"]) + np.asarray(scaler["mean"])
@@ -171,34 +171,10 @@ class Energy:
         frame.insert(0, c["time_column"], pd.to_datetime(stamps[rows]))
         return frame
 
-    def score(self, python_model, cfg, prepared_dir: Path) -> float:
+    def score(self, python_model, cfg, paths: Paths) -> float:
         from pipelines.energy.evaluate import score
 
-        return score(python_model, self.datamodule(cfg, prepared_dir))
-
-    # ---- monitoring (pipelines/energy/monitoring.py) ----
-
-    replay_streams = ("unshifted", "station", "season")
-
-    def monitor_spec(self, python_model):
-        from pipelines.energy import monitoring
-
-        return monitoring.spec(python_model)
-
-    def monitor_features(self, python_model, request, answer):
-        from pipelines.energy import monitoring
-
-        return monitoring.features(python_model, request, answer)
-
-    def reference_requests(self, cfg, prepared_dir: Path, limit: int):
-        from pipelines.energy import monitoring
-
-        return monitoring.reference_requests(cfg, prepared_dir, limit)
-
-    def replay_requests(self, cfg, prepared_dir: Path, stream: str, n: int, rng):
-        from pipelines.energy import monitoring
-
-        return monitoring.replay_requests(cfg, prepared_dir, stream, n, rng)
+        return score(python_model, self.datamodule(cfg, paths))
 
 
 ENERGY = Energy()

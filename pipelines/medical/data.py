@@ -36,6 +36,7 @@ from monai.transforms import (
 )
 
 from components.io import atomic_write
+from components.steps import SplitLoaders, loader_options
 from pipelines.medical.sources import nih as S
 from pipelines.medical.sources.shards import FolderImages, ShardReader, open_images
 from pipelines.medical.text import metadata_text
@@ -270,7 +271,7 @@ def image_statistics(array: Any) -> dict:
 # ---- the LightningDataModule ------------------------------------------------------------------
 
 
-class MedicalDataModule(pl.LightningDataModule):
+class MedicalDataModule(SplitLoaders, pl.LightningDataModule):
     """Datasets per split from prepared/entries.parquet, images from the shard folder `images`.
 
     cache="memory": the deterministic part (decode, scale, resize) of every image of a split is
@@ -362,26 +363,13 @@ class MedicalDataModule(pl.LightningDataModule):
         for split in wanted:
             self.dataset(split)
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def loader(self, split: str, train: bool) -> DataLoader:
         ds = self.dataset(split)
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             shuffle=train,
-            drop_last=train and len(ds) > self.batch_size,
-            num_workers=self.num_workers,
+            drop_last=train and len(ds) > self.batch_size,  # a tiny last batch is a noisy step; val/test keep all
             collate_fn=collate,
-            persistent_workers=self.num_workers > 0,
+            **loader_options(self.num_workers),
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from components.steps import SplitSteps
 from pipelines.medical.evaluation.metrics import mean_auroc
 from pipelines.medical.models import build_model
 
@@ -44,7 +45,7 @@ def masked_bce(
     return torch.where(known, loss, 0.0).sum() / known.sum().clamp(min=1)
 
 
-class MedicalClassifier(pl.LightningModule):
+class MedicalClassifier(SplitSteps, pl.LightningModule):
     """Either network of models.py trained on dict batches {image, tokens, labels, meta}.
 
     Logs train/loss, val/loss (epoch means, weighted by batch size) and val/auroc (from every
@@ -80,7 +81,7 @@ class MedicalClassifier(pl.LightningModule):
     def forward(self, image: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(image, tokens)
 
-    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+    def step(self, batch: dict, stage: str) -> torch.Tensor:
         logits = self(batch["image"], batch.get("tokens"))
         labels = batch["labels"]
         loss = masked_bce(logits, labels, self.pos_weight)
@@ -91,15 +92,6 @@ class MedicalClassifier(pl.LightningModule):
             probs.append(torch.sigmoid(logits).detach().float().cpu())
             labs.append(labels.detach().float().cpu())
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
         return torch.sigmoid(self(batch["image"], batch.get("tokens")))

@@ -13,15 +13,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from components.project import Metric
+from components.project import Metric, MonitoringModule, Objective, Paths, PyfuncSpec
 from pipelines.medical.config import MedicalSection
 from pipelines.medical.sources import nih as S
 
 
-class Medical:
+class Medical(MonitoringModule):
     name = "medical"
     section = MedicalSection
-    primary_metric = Metric("test/auroc_mean", "maximize")
+    # select on the validation loss (val/auroc is noisy on small validation sets), promote on the test mean AUROC
+    objective = Objective(select=Metric("val/loss", "minimize"), gate=Metric("test/auroc_mean", "maximize"))
+    monitoring_module = "pipelines.medical.serving.monitoring"  # features, reference, replay streams
+    replay_streams = ("unshifted", "intensity", "age", "view")
     description = (
         "Multi-label classification of 14 NIH ChestX-ray14 findings. NIH's official patient-wise test "
         "list; validation split by patient inside train_val; thresholds chosen on validation (Youden); "
@@ -36,17 +39,17 @@ class Medical:
 
     # ---- data ---------------------------------------------------------------------------------
 
-    def pull(self, cfg, raw_dir: Path) -> list[Path]:
+    def pull(self, cfg, out: Path) -> list[Path]:
         from pipelines.medical.sources.demo import write_demo
         from pipelines.medical.sources.mimic import pull_mimic
         from pipelines.medical.sources.shards import write_shards
 
         data = cfg.project.data
         if data.source == "nih":
-            S.pull_nih(data.mirror, raw_dir, data.archives or None, shard_size=data.shard_size)
+            S.pull_nih(data.mirror, out, data.archives or None, shard_size=data.shard_size)
         elif data.source == "mimic":  # credentials from PHYSIONET_USERNAME / PHYSIONET_PASSWORD only
             pull_mimic(
-                data.mimic_jpg_url, raw_dir, data.mimic_reports_url, data.mimic_max_studies, shard_size=data.shard_size
+                data.mimic_jpg_url, out, data.mimic_reports_url, data.mimic_max_studies, shard_size=data.shard_size
             )
         elif data.source in ("nih_folder", "demo"):
             with tempfile.TemporaryDirectory() as tmp:
@@ -61,16 +64,16 @@ class Medical:
                         raise FileNotFoundError(
                             f"{folder / name}: missing (set medical.data.split_lists for the lists)"
                         )
-                    shutil.copy(source, raw_dir / name)
+                    shutil.copy(source, out / name)
                 pngs = sorted((folder / "images").glob("*.png"))
                 if not pngs:
                     raise FileNotFoundError(f"{folder / 'images'}: no PNG images")
-                write_shards(((p.name, p) for p in pngs), raw_dir / "images", data.shard_size)
+                write_shards(((p.name, p) for p in pngs), out / "images", data.shard_size)
         else:
             raise ValueError(f"medical.data.source: {data.source!r} is not one of nih, nih_folder, demo, mimic")
-        return sorted(p for p in raw_dir.rglob("*") if p.is_file())
+        return sorted(p for p in out.rglob("*") if p.is_file())
 
-    def checks(self, cfg, raw_dir: Path):
+    def checks(self, cfg, paths: Paths):
         from pipelines.medical.checks import medical_checks
 
         data = cfg.project.data
@@ -80,9 +83,9 @@ class Medical:
                 "MIMIC-CXR-JPG was pulled (read it with pipelines.medical.sources.mimic.read_mimic) "
                 "but has no validation suite yet"
             )
-        return medical_checks(raw_dir, data.demo_size if data.source == "demo" else data.image_size)
+        return medical_checks(paths.raw, data.demo_size if data.source == "demo" else data.image_size)
 
-    def prepare(self, cfg, validated_dir: Path, prepared_dir: Path) -> dict:
+    def prepare(self, cfg, paths: Paths, out: Path) -> dict:
         import pandas as pd
 
         from pipelines.medical.data import ENTRIES_PARQUET, prepare
@@ -90,26 +93,24 @@ class Medical:
 
         if cfg.project.data.source == "mimic":
             raise NotImplementedError("medical.data.source 'mimic': the prepare stage reads NIH's layout only")
-        summary = prepare(validated_dir, prepared_dir, cfg.project.data.val_fraction, cfg.seed, "metadata")
-        entries = pd.read_parquet(prepared_dir / ENTRIES_PARQUET)
+        summary = prepare(paths.raw, out, cfg.project.data.val_fraction, cfg.seed, "metadata")
+        entries = pd.read_parquet(out / ENTRIES_PARQUET)
         # the vocabulary is learnt from training rows only
-        train_tokenizer(
-            entries.loc[entries["split"] == "train", "text"].tolist(), out_path=prepared_dir / "tokenizer.json"
-        )
+        train_tokenizer(entries.loc[entries["split"] == "train", "text"].tolist(), out_path=out / "tokenizer.json")
         return summary
 
-    def datamodule(self, cfg, prepared_dir: Path):
+    def datamodule(self, cfg, paths: Paths):
         from pipelines.medical.data import MedicalDataModule
 
         inp, train = cfg.project.input, cfg.project.train
         return MedicalDataModule(
-            prepared_dir,
-            prepared_dir.parent / "validated" / "images",
+            paths.prepared,
+            paths.raw / "images",
             inp.size,
             train.batch_size,
             train.num_workers,
             inp.cache,
-            tokenizer_path=prepared_dir / "tokenizer.json",
+            tokenizer_path=paths.prepared / "tokenizer.json",
             max_len=inp.max_len,
         )
 
@@ -153,7 +154,7 @@ class Medical:
             params["dropout"] = trial.suggest_float("dropout", 0.0, 0.3)
         return params
 
-    def export(self, cfg, module, prepared_dir: Path, model_dir: Path) -> None:
+    def export(self, cfg, module, paths: Paths, out: Path) -> None:
         import torch
 
         hp = module.hparams
@@ -165,91 +166,73 @@ class Medical:
             "size": cfg.project.input.size,
             "max_len": cfg.project.input.max_len,
         }
-        (model_dir / "model.json").write_text(json.dumps(config, indent=2) + "\n")
-        torch.save(module.net.state_dict(), model_dir / "weights.pt")
-        shutil.copy(prepared_dir / "tokenizer.json", model_dir / "tokenizer.json")
+        (out / "model.json").write_text(json.dumps(config, indent=2) + "\n")
+        torch.save(module.net.state_dict(), out / "weights.pt")
+        shutil.copy(paths.prepared / "tokenizer.json", out / "tokenizer.json")
 
-    def load_module(self, cfg, model_dir: Path):
+    def load_module(self, cfg, paths: Paths):
         import torch
 
         from pipelines.medical.models import build_model
 
-        c = json.loads((model_dir / "model.json").read_text())
+        c = json.loads((paths.model / "model.json").read_text())
         net = build_model(c["model"], len(c["findings"]), c["vocab_size"], **c["hparams"])
-        net.load_state_dict(torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True))
+        net.load_state_dict(torch.load(paths.model / "weights.pt", map_location="cpu", weights_only=True))
         return net.eval()
 
     # ---- evaluation and registry --------------------------------------------------------------
 
-    def evaluate(self, cfg, net, datamodule):
+    def evaluate(self, cfg, net, datamodule, paths: Paths):
         from pipelines.medical.evaluation.evaluate import evaluate
 
-        boxes = S.read_nih_boxes(datamodule.prepared.parent / "validated" / S.BOXES_FILE)
+        boxes = S.read_nih_boxes(paths.raw / S.BOXES_FILE)
         return evaluate(net, datamodule, boxes, cfg.project.bootstrap, cfg.project.gradcam_images, cfg.seed)
 
-    def thresholds_file(self, model_dir: Path) -> Path:
+    def thresholds_file(self, paths: Paths) -> Path:
         """Operating thresholds chosen on validation by the evaluate stage, as JSON for the model."""
         import pandas as pd
 
-        table = pd.read_csv(model_dir.parent / "evaluation" / "plots" / "thresholds.csv")
+        table = pd.read_csv(paths.evaluation / "plots" / "thresholds.csv")
         path = Path(tempfile.mkdtemp()) / "thresholds.json"
         path.write_text(json.dumps({r.finding: r.threshold for r in table.itertuples()}, indent=2))
         return path
 
-    def pyfunc(self, model_dir: Path):
+    def pyfunc(self, cfg, paths: Paths) -> PyfuncSpec:
         import pandas as pd
 
-        from components.register import PyfuncSpec
         from pipelines.medical.serving.pyfunc import ChestXrayClassifier, artifact_paths, encode_image
         from pipelines.medical.sources.shards import open_images
 
-        thresholds = self.thresholds_file(model_dir)
-        loaded = ChestXrayClassifier.from_dir(model_dir, thresholds)
-        entries = pd.read_parquet(model_dir.parent / "prepared" / "entries.parquet")
+        thresholds = self.thresholds_file(paths)
+        loaded = ChestXrayClassifier.from_dir(paths.model, thresholds)
+        entries = pd.read_parquet(paths.prepared / "entries.parquet")
         first = entries[entries["split"] == "val"].iloc[0]
-        image = open_images(model_dir.parent / "validated" / "images").read(first["image"])
+        image = open_images(paths.raw / "images").read(first["image"])
         example = pd.DataFrame(
             [{"image": encode_image(image), "age": float(first["age"]), "sex": first["sex"], "view": first["view"]}]
         )
         return PyfuncSpec(
             python_model=str(Path(__file__).parent / "serving" / "model_code.py"),
-            artifacts=artifact_paths(model_dir, thresholds),
+            artifacts=artifact_paths(paths.model, thresholds),
             input_example=example,
             output_example=loaded.predict(None, example),
         )
 
-    def score(self, python_model, cfg, prepared_dir: Path) -> float:
+    def score(self, python_model, cfg, paths: Paths) -> float:
         import pandas as pd
 
         from pipelines.medical.evaluation.evaluate import score
         from pipelines.medical.sources.shards import open_images
 
-        entries = pd.read_parquet(prepared_dir / "entries.parquet")
-        return score(python_model, entries, open_images(prepared_dir.parent / "validated" / "images"))
+        entries = pd.read_parquet(paths.prepared / "entries.parquet")
+        return score(python_model, entries, open_images(paths.raw / "images"))
 
-    # ---- monitoring (pipelines/medical/serving/monitoring.py) ----
+    # ---- the clinician app (pipelines/medical/serving/app.py) ----
 
-    replay_streams = ("unshifted", "intensity", "age", "view")
+    def app(self, cfg, host: str = "127.0.0.1", port: int = 7860) -> None:
+        from pipelines.medical.serving.app import launch
 
-    def monitor_spec(self, python_model):
-        from pipelines.medical.serving import monitoring
-
-        return monitoring.spec(python_model)
-
-    def monitor_features(self, python_model, request, answer):
-        from pipelines.medical.serving import monitoring
-
-        return monitoring.features(python_model, request, answer)
-
-    def reference_requests(self, cfg, prepared_dir: Path, limit: int):
-        from pipelines.medical.serving import monitoring
-
-        return monitoring.reference_requests(cfg, prepared_dir, limit)
-
-    def replay_requests(self, cfg, prepared_dir: Path, stream: str, n: int, rng):
-        from pipelines.medical.serving import monitoring
-
-        return monitoring.replay_requests(cfg, prepared_dir, stream, n, rng)
+        launch(cfg.model_name, host=host, port=port)
 
 
 MEDICAL = Medical()
