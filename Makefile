@@ -19,11 +19,14 @@ export DO_NOT_TRACK := 1
 
 RETRAIN_ARGS ?=
 
-.PHONY: install run test test-fast bench-energy bench-drift app-medical ui monitor retrain replay clean help
+.PHONY: install lock lint test-contract run test test-fast bench-energy bench-drift app-medical ui monitor retrain replay clean help
 
 help:
 	@echo "make run           dvc repro on the profile in params.yaml (offline demo by default)"
-	@echo "make test          the test suite"
+	@echo "make test          lint + the test suite"
+	@echo "make test-contract every project (and a test project) from pull to register, in seconds each"
+	@echo "make lint          ruff check + ruff format --check"
+	@echo "make lock          re-resolve requirements.lock from pyproject.toml + constraints.txt"
 	@echo "make serve-energy  the energy champion over REST on http://127.0.0.1:5050"
 	@echo "make app-medical   the clinician app (medical champion) on http://127.0.0.1:7860"
 	@echo "make monitor PROJECT=energy   drift report of the champion's inference log (monitoring/reports/)"
@@ -34,21 +37,39 @@ help:
 
 install: $(STAMP)
 
-# torch first and pinned: anything depending on torch would otherwise pull a CUDA build (GBs)
-$(STAMP): pyproject.toml constraints.txt
+# From the lock only: every package pinned with its hashes (torch as its CPU build, which pip finds in
+# its find-links), no resolution at install time, so a machine next month gets what CI got today.
+# `make lock` re-resolves pyproject.toml + constraints.txt into requirements.lock (commit the result).
+$(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored" || true; }
-	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0 2>&1 | { grep -v "is ignored" || true; }
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]' 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements.lock 2>&1 | { grep -v "is ignored" || true; }
+	$(BIN)/python -m pip install -q --no-deps -e . 2>&1 | { grep -v "is ignored" || true; }
 	$(BIN)/python -c "import torch, lightning, mlflow, dvc, great_expectations, optuna"
 	touch $@
+
+LOCK_FLAGS := --extra test -c constraints.txt --override lock-overrides.txt --generate-hashes \
+	--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --custom-compile-command "make lock"
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) --find-links $${PIP_FIND_LINKS:-/opt/wheels} -o requirements.lock -q
+	@echo "requirements.lock refreshed: review the diff, run make test, commit it"
+
+# ruff lint + format check: the same hooks run before each commit (pre-commit install)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python .ci/check_lock.py
 
 run: $(STAMP)
 	$(BIN)/dvc repro
 
 # pytest's exit code 5 (no test collected) is a failure, never a pass
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS) || { s=$$?; [ $$s -eq 5 ] && echo "no tests collected" >&2; exit $$s; }
+
+# the contract every project must pass first: pull to register in-process, shrunk to seconds
+test-contract: $(STAMP)
+	$(BIN)/python -m pytest tests/contract tests/pipeline/test_project_lists.py
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
