@@ -372,7 +372,7 @@ def data_loading(cfg, paths, dm, loader, args) -> list[tuple[str, float, str]]:
         )
     )
 
-    reader = open_images(paths.validated / "images")
+    reader = open_images(paths.raw / "images")  # validate keeps a manifest; the images stay in raw/
     names = [item["image"] for item in dm._items(dm.entries[dm.entries["split"] == "train"])]
     blobs = [reader.read(n) for n in names]
     rates = []
@@ -474,7 +474,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
         cfg, paths = prepare_data(args, Path(workdir))
         print(f"data ready in {time.perf_counter() - start:.0f} s", flush=True)
-        dm = MEDICAL.datamodule(cfg, paths.prepared)
+        dm = MEDICAL.datamodule(cfg, paths)
         dm.setup("fit")
         loader, resampled = train_loader(dm, args.warmup + args.steps)
         training = {"32-true": alternate(cfg, dm, loader, args, "32-true", bf16=False, gpu=gpu)}

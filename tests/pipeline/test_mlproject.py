@@ -41,7 +41,7 @@ def test_mlflow_run_energy_entry_point(repo_root, tmp_path):
             "--env-manager",
             "local",
             "--experiment-name",
-            "energy",
+            "energy-demo",  # the demo profile's experiment: the launcher run sits beside the stage runs
             "-P",
             f"overrides={SHRINK}",
         ],
@@ -57,8 +57,9 @@ def test_mlflow_run_energy_entry_point(repo_root, tmp_path):
     import mlflow
 
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
-    assert str(client.get_model_version_by_alias("energy", "champion").version) == "1"
-    experiment = client.get_experiment_by_name("energy")
+    assert str(client.get_model_version_by_alias("energy-demo", "champion").version) == "1"
+    assert client.search_registered_models("name = 'energy'") == []  # the demo never registers the real name
+    experiment = client.get_experiment_by_name("energy-demo")
     launcher = [r for r in client.search_runs([experiment.experiment_id]) if "scifolio.gate" in r.data.tags]
     assert len(launcher) == 1 and "no champion yet" in launcher[0].data.tags["scifolio.gate"]
     train = [r for r in client.search_runs([experiment.experiment_id], "tags.`scifolio.stage` = 'train'")]
