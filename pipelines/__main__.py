@@ -23,7 +23,7 @@ from pipelines.registry import PROJECTS, get_project
 
 log = logging.getLogger("scifolio")
 
-COMMANDS = ("serve", "monitor", "replay", "retrain")  # on the deployed version, not pipeline stages
+COMMANDS = ("serve", "monitor", "replay", "retrain", "app")  # on the deployed version, not pipeline stages
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,13 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from components import stages
-    from components.project import Paths
+    from components.project import Paths, Unsupported
 
     paths = Paths.of(args.project, args.data_dir)
     if args.stage in COMMANDS:
         os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.tracking.uri)
         try:
             return run_command(args, project, cfg, paths)
+        except Unsupported as skipped:  # a capability the project lacks: one line, and dvc repro goes on
+            print(skipped, file=sys.stderr)
+            return 0
         except Exception as err:  # one readable line, not a library traceback
             if os.environ.get("SCIFOLIO_DEBUG"):
                 raise
@@ -107,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             stages.run(project, cfg, stage, paths)
+        except Unsupported as skipped:
+            print(skipped, file=sys.stderr)
+            continue
         except Exception as err:  # one readable line, not a library traceback
             if os.environ.get("SCIFOLIO_DEBUG"):
                 raise
@@ -119,22 +125,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(args, project, cfg, paths) -> int:
-    """The commands on the deployed version (not DVC stages, except `monitor`)."""
-    import json
+    """The commands on the deployed version (not DVC stages, except `monitor`) of cfg.model_name."""
 
+    from components.project import require
+
+    if args.stage == "monitor":  # a dvc stage: its output exists whatever happens, so dvc repro goes on
+        return monitor_command(args, project, cfg, paths)
+    require(project, args.stage)  # raises Unsupported for a capability the project lacks
     if args.stage == "serve":  # a long-running server of the registered champion
         from components.serve import DEFAULT_LOG_DIR, serve
 
-        serve(project.name, port=args.port, log_dir=args.log_dir or DEFAULT_LOG_DIR)
-    elif args.stage == "monitor":
-        from components.monitor import check
-
-        decision = check(project, cfg, version=args.version, log_dir=args.log_dir, reports_dir=args.reports_dir)
-        print(
-            json.dumps(
-                {k: decision.get(k) for k in ("model", "version", "status", "drift", "items", "reasons", "report_dir")}
-            )
-        )
+        serve(cfg.model_name, port=args.port, log_dir=args.log_dir or DEFAULT_LOG_DIR)
+    elif args.stage == "app":
+        project.app(cfg, host="127.0.0.1", port=args.port if args.port != 5050 else 7860)
     elif args.stage == "retrain":
         from components.loop import retrain
 
@@ -149,7 +152,7 @@ def run_command(args, project, cfg, paths) -> int:
         results = run_replays(
             project,
             cfg,
-            paths.prepared,
+            paths,
             args.url.rstrip("/"),
             streams,
             args.replays,
@@ -158,6 +161,29 @@ def run_command(args, project, cfg, paths) -> int:
             reports_dir=args.reports_dir,
         )
         print(summary(results).to_string(index=False))
+    return 0
+
+
+def monitor_command(args, project, cfg, paths) -> int:
+    """The drift check of the champion; data/<p>/monitor/decision.json records it (or why there is none)."""
+    import json
+
+    from components.io import atomic_dir
+    from components.project import Unsupported, require
+
+    try:
+        require(project, "monitor")
+    except Unsupported as skipped:
+        decision = {"model": cfg.model_name, "status": "unsupported", "drift": False, "reasons": [str(skipped)]}
+        print(skipped, file=sys.stderr)
+    else:
+        from components.monitor import check
+
+        decision = check(project, cfg, version=args.version, log_dir=args.log_dir, reports_dir=args.reports_dir)
+        keys = ("model", "version", "status", "drift", "items", "reasons", "report_dir")
+        print(json.dumps({k: decision.get(k) for k in keys}))
+    with atomic_dir(paths.monitor) as tmp:
+        (tmp / "decision.json").write_text(json.dumps(decision, indent=2, default=str) + "\n")
     return 0
 
 
