@@ -32,8 +32,13 @@ COPY = [
     "pyproject.toml",
     "monitoring/inference/energy/.gitkeep",
     "monitoring/inference/medical/.gitkeep",
+    "monitoring/inference/energy-demo/.gitkeep",
+    "monitoring/inference/medical-demo/.gitkeep",
     ".gitignore",
 ]
+
+
+MODEL = {"energy": "energy-demo", "medical": "medical-demo"}  # the demo profile's registered models
 
 
 def run(cmd: list[str], cwd: Path, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -96,9 +101,38 @@ def test_second_repro_is_a_noop(demo):
     assert "up to date" in demo["second"].stdout
 
 
+@pytest.mark.parametrize(
+    "changed, expected",
+    [
+        # any file of a project: that project's stages from pull on, register and monitor included
+        (
+            "pipelines/energy/models.py",
+            {
+                f"{s}@energy"
+                for s in ("pull", "validate", "prepare", "tune", "train", "evaluate", "register", "monitor")
+            },
+        ),
+        # a component only the registry and the monitor import: from register on, for every project
+        ("components/monitor.py", {"register@energy", "register@medical", "monitor@energy", "monitor@medical"}),
+    ],
+)
+def test_a_code_change_reruns_the_stages_that_import_it(demo, changed, expected):
+    path = demo["dir"] / changed
+    original = path.read_text()
+    path.write_text(original + "\n# a change\n")
+    try:
+        status = json.loads(run(["dvc", "status", "--json"], demo["dir"], demo["env"]).stdout)
+    finally:
+        path.write_text(original)
+    assert set(status) == expected
+    assert "up to date" in run(["dvc", "status"], demo["dir"], demo["env"]).stdout  # reverted: nothing to re-run
+
+
 def test_mlflow_holds_the_runs(demo):
     client = demo["client"]
-    experiment = client.get_experiment_by_name("energy")
+    experiment = client.get_experiment_by_name("energy-demo")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert client.get_experiment_by_name("energy") is None  # the full profile's experiment: untouched by a demo
     runs = client.search_runs([experiment.experiment_id])
     by_stage = {}
     for r in runs:
@@ -135,12 +169,13 @@ def test_registered_champion_forecasts_a_dataframe(demo):
     import mlflow
 
     client = demo["client"]
-    champion = client.get_model_version_by_alias("energy", "champion")
+    champion = client.get_model_version_by_alias("energy-demo", "champion")
     assert str(champion.version) == "1"
-    assert str(client.get_model_version_by_alias("energy", "challenger").version) == "1"
+    assert str(client.get_model_version_by_alias("energy-demo", "challenger").version) == "1"
     assert champion.tags["gate.decision"] == "promoted"
     assert "Data version" in champion.description
-    model = mlflow.pyfunc.load_model("models:/energy@champion")
+    assert "synthetic data" in client.get_registered_model("energy-demo").description
+    model = mlflow.pyfunc.load_model("models:/energy-demo@champion")
     history = pd.read_csv(demo["dir"] / "data/energy/raw/demo.csv", parse_dates=["date"]).iloc[1000:1096]
     forecast = model.predict(history)
     assert list(forecast.columns) == list(history.columns)
@@ -169,9 +204,9 @@ def test_gate_refuses_a_worse_challenger(demo):
     assert str(decision["version"]) == "2" and str(decision["champion_version"]) == "1"
     assert decision["challenger_score"] > decision["champion_score"]
     assert "does not beat" in decision["reason"]
-    assert str(client.get_model_version_by_alias("energy", "champion").version) == "1"
-    assert str(client.get_model_version_by_alias("energy", "challenger").version) == "2"
-    assert client.get_model_version("energy", "2").tags["gate.decision"] == "refused"
+    assert str(client.get_model_version_by_alias("energy-demo", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("energy-demo", "challenger").version) == "2"
+    assert client.get_model_version("energy-demo", "2").tags["gate.decision"] == "refused"
 
 
 def test_medical_clinical_validation_outputs(demo):
@@ -193,19 +228,19 @@ def test_medical_clinical_validation_outputs(demo):
     thresholds = pd.read_csv(plots / "thresholds.csv")
     assert len(thresholds) == 14
     train = client.search_runs(
-        [client.get_experiment_by_name("medical").experiment_id], "tags.`scifolio.stage` = 'train'"
+        [client.get_experiment_by_name("medical-demo").experiment_id], "tags.`scifolio.stage` = 'train'"
     )[0]
     figures = {a.path for a in client.list_artifacts(train.info.run_id, "figures")}
     assert {"figures/roc.png", "figures/reliability.png", "figures/gradcam.png"} <= figures
-    champion = client.get_model_version_by_alias("medical", "champion")
-    model = mlflow.pyfunc.load_model(f"models:/medical/{champion.version}")
+    champion = client.get_model_version_by_alias("medical-demo", "champion")
+    model = mlflow.pyfunc.load_model(f"models:/medical-demo/{champion.version}")
     import base64
 
     from pipelines.medical.sources.shards import open_images
 
     entries = pd.read_parquet(work / "data/medical/prepared/entries.parquet")
     row = entries[entries["split"] == "test"].iloc[0]
-    image = open_images(work / "data/medical/validated/images").read(row["image"])
+    image = open_images(work / "data/medical/raw/images").read(row["image"])
     request = pd.DataFrame([{"image": base64.b64encode(image).decode(), "age": 50.0, "sex": "F", "view": "PA"}])
     probs = model.predict(request)
     assert probs.shape == (1, 14) and ((probs >= 0) & (probs <= 1)).all().all()
@@ -228,20 +263,22 @@ def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, s
     from pipelines.registry import get_project
 
     work, client, env = demo["dir"], demo["client"], demo["env"]
+    model = MODEL[project]
     # dvc repro ran the monitor stage before any traffic: a recorded "insufficient data", not drift
-    first = json.loads((work / f"monitoring/reports/{project}/latest/decision.json").read_text())
+    first = json.loads((work / f"data/{project}/monitor/decision.json").read_text())
+    assert first["model"] == model
     assert first["status"] == "insufficient_data" and first["drift"] is False
     monkeypatch.chdir(work)
     for key in ("MLFLOW_TRACKING_URI", "PYTHONPATH", "PATH"):
         monkeypatch.setenv(key, env[key])
     definition = get_project(project)
     cfg = load_config(project, definition.section, work / "params.yaml")
-    champion_before = client.get_model_version_by_alias(project, "champion").version
-    with served(project, work / "monitoring/inference") as url:
+    champion_before = client.get_model_version_by_alias(model, "champion").version
+    with served(model, work / "monitoring/inference") as url:
         results = run_replays(
             definition,
             cfg,
-            Paths.of(project, work / "data").prepared,
+            Paths.of(project, work / "data"),
             url,
             [shifted],
             replays=1,
@@ -252,11 +289,11 @@ def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, s
     (result,) = results
     assert result.failed == 0 and result.items >= 20
     assert result.drift is True, result.reasons
-    latest = work / f"monitoring/reports/{project}/latest"
+    latest = work / f"monitoring/reports/{model}/latest"
     decision = json.loads((latest / "decision.json").read_text())
     assert decision["drift"] is True and decision["version"] == str(champion_before)
     assert (latest / "report.html").stat().st_size > 10_000 and (latest / "report.json").exists()
-    version_tags = client.get_model_version(project, champion_before).tags
+    version_tags = client.get_model_version(model, champion_before).tags
     assert version_tags["monitor.last_drift"] == "true" and version_tags["monitor.reference"].startswith("runs:/")
     monitor_run = client.get_run(version_tags["monitor.last_run_id"])
     assert monitor_run.data.tags["scifolio.stage"] == "monitor"
@@ -269,11 +306,11 @@ def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, s
     gate = json.loads((work / f"data/{project}/registry/decision.json").read_text())
     assert gate["reason"] == record["reason"] and str(gate["version"]) != str(champion_before)
     loop_runs = client.search_runs(
-        [client.get_experiment_by_name(project).experiment_id], "tags.`scifolio.stage` = 'retrain'"
+        [client.get_experiment_by_name(model).experiment_id], "tags.`scifolio.stage` = 'retrain'"
     )
     assert loop_runs and loop_runs[0].data.tags["loop.outcome"] == record["outcome"]
-    new_version = client.get_model_version(project, str(gate["version"]))
+    new_version = client.get_model_version(model, str(gate["version"]))
     assert new_version.tags["gate.decision"] == record["outcome"] and "monitor.reference" in new_version.tags
-    champion_after = str(client.get_model_version_by_alias(project, "champion").version)
+    champion_after = str(client.get_model_version_by_alias(model, "champion").version)
     assert (champion_after == str(gate["version"])) == (record["outcome"] == "promoted")
-    assert list((work / f"monitoring/reports/{project}/retrain").glob("*.json"))
+    assert list((work / f"monitoring/reports/{model}/retrain").glob("*.json"))
