@@ -71,8 +71,11 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def jsonable(value: Any) -> Any:
-    """Plain JSON values: numpy/pandas scalars unboxed, NaN/inf/NaT -> None, times -> ISO strings, paths -> str."""
+def jsonable(value: Any, time_sep: str = "T") -> Any:
+    """Plain JSON values: numpy/pandas scalars unboxed, NaN/inf/NaT -> None, times -> ISO strings, paths -> str.
+
+    `time_sep=" "` writes timestamps as data files spell them (validation reports quote the file's value).
+    """
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, int):
@@ -80,12 +83,14 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, time_sep) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, time_sep) for v in value]
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=time_sep)
+    if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     type_name = type(value).__name__
     if type_name in ("NaTType", "NAType"):
@@ -94,11 +99,13 @@ def jsonable(value: Any) -> Any:
         import pandas as pd
 
         converted = pd.Timestamp(value) if type_name == "datetime64" else pd.Timedelta(value)
-        return None if pd.isna(converted) else converted.isoformat()
-    if hasattr(value, "isoformat"):  # pandas Timestamp / Timedelta
+        return None if pd.isna(converted) else jsonable(converted, time_sep)
+    if type_name == "Timestamp":  # pandas
+        return value.isoformat(sep=time_sep)
+    if hasattr(value, "isoformat"):  # pandas Timedelta and the like
         return value.isoformat()
     if hasattr(value, "tolist"):  # numpy scalar or array
-        return jsonable(value.tolist())
+        return jsonable(value.tolist(), time_sep)
     try:
         import pandas as pd
 

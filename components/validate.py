@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.io import atomic_write, jsonable
+from components.io import atomic_write
+from components.io import jsonable as plain_json
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -36,6 +37,11 @@ __all__ = [
 ]
 
 MAX_EXAMPLES = 5
+
+
+def jsonable(value: Any) -> Any:
+    """Report values as the data file spells them (timestamps with a space, as in the CSVs)."""
+    return plain_json(value, time_sep=" ")
 
 
 @dataclass
