@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 results = run_replays(
                     project,
                     cfg,
-                    Paths.of(name).prepared,
+                    Paths.of(name),
                     url,
                     list(project.replay_streams),
                     args.replays,

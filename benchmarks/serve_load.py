@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.tracking.uri)
     bodies = [
         json.dumps({"dataframe_split": json.loads(r.to_json(orient="split", index=False, date_format="iso"))})
-        for r in project.reference_requests(cfg, Paths.of(args.project).prepared, 64)
+        for r in project.reference_requests(cfg, Paths.of(args.project), 64)
     ]
     latencies, statuses, lock = [], [], threading.Lock()
     with tempfile.TemporaryDirectory() as tmp, served(args.project, Path(tmp)) as url:

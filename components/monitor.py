@@ -66,10 +66,10 @@ class FeatureSpec:
 # ---- features on both sides -------------------------------------------------------------------
 
 
-def reference_profile(project, cfg: Config, prepared_dir: Path, python_model) -> pd.DataFrame:
+def reference_profile(project, cfg: Config, paths, python_model) -> pd.DataFrame:
     """The validation split's requests, answered by `python_model`, as monitored features."""
     limit = cfg.project.monitor.reference_items
-    pairs = ((r, python_model.predict(None, r)) for r in project.reference_requests(cfg, prepared_dir, limit))
+    pairs = ((r, python_model.predict(None, r)) for r in project.reference_requests(cfg, paths, limit))
     return features(project, python_model, pairs)
 
 
@@ -221,35 +221,35 @@ def check(
     from components.stages import atomic_dir
     from components.tracking import setup
 
-    setup(project.name, cfg)
+    setup(cfg.model_name, cfg)
     client = mlflow.MlflowClient()
-    entity = client.get_model_version(project.name, version) if version else champion_version(project.name)
+    entity = client.get_model_version(cfg.model_name, version) if version else champion_version(cfg.model_name)
     if entity is None:  # nothing deployed yet: nothing to compare (the loop then trains the first one)
-        log.warning("%s: no registered champion to monitor", project.name)
+        log.warning("%s: no registered champion to monitor", cfg.model_name)
         return {
-            "model": project.name,
+            "model": cfg.model_name,
             "version": None,
             "status": "no_champion",
             "drift": False,
             "items": 0,
-            "reasons": [f"no version of {project.name!r} has the alias {CHAMPION!r} yet"],
+            "reasons": [f"no version of {cfg.model_name!r} has the alias {CHAMPION!r} yet"],
             "report_dir": None,
         }
     version = str(entity.version)
     mcfg = cfg.project.monitor
-    python_model = python_model or load_python_model(f"models:/{project.name}/{version}")
-    reference = load_reference(project.name, version) if reference is None else reference
-    log_file = log_path(log_dir or DEFAULT_LOG_DIR, project.name, version)
+    python_model = python_model or load_python_model(f"models:/{cfg.model_name}/{version}")
+    reference = load_reference(cfg.model_name, version) if reference is None else reference
+    log_file = log_path(log_dir or DEFAULT_LOG_DIR, cfg.model_name, version)
     current = read_window(project, python_model, log_file, mcfg.window, request_prefix)
     stamp = dt.datetime.now(dt.UTC)
     base = {
-        "model": project.name,
+        "model": cfg.model_name,
         "version": version,
         "log_file": str(log_file),
         "request_prefix": request_prefix,
         "checked_at": stamp.isoformat(timespec="seconds"),
     }
-    out = Path(reports_dir) / project.name / f"{stamp:%Y%m%dT%H%M%S%fZ}-v{version}"
+    out = Path(reports_dir) / cfg.model_name / f"{stamp:%Y%m%dT%H%M%S%fZ}-v{version}"
     with atomic_dir(out) as tmp:
         if len(current) < mcfg.min_items:
             decision = {
@@ -267,14 +267,14 @@ def check(
                 snapshot.save_html(str(tmp / "report.html"))
         decision["report_dir"] = str(out)
         atomic_write_text(tmp / "decision.json", json.dumps(decision, indent=2) + "\n")
-    latest = Path(reports_dir) / project.name / "latest"
+    latest = Path(reports_dir) / cfg.model_name / "latest"
     with atomic_dir(latest) as tmp:
         shutil.copytree(out, tmp, dirs_exist_ok=True)
     if log_to_mlflow:
         log_check(project, cfg, decision, out)
     log.info(
         "%s v%s: %s (%s)",
-        project.name,
+        cfg.model_name,
         version,
         "DRIFT" if decision["drift"] else "no drift",
         "; ".join(decision["reasons"][:3]) or f"{decision['items']} items, nothing drifted",
@@ -287,7 +287,7 @@ def log_check(project, cfg: Config, decision: dict, report_dir: Path) -> None:
 
     from components.tracking import stage_run
 
-    with stage_run(project.name, "monitor", cfg, log_params=False) as run:
+    with stage_run(cfg.model_name, "monitor", cfg, log_params=False) as run:
         mlflow.set_tags(
             {
                 "scifolio.model_version": decision["version"],
@@ -308,7 +308,7 @@ def log_check(project, cfg: Config, decision: dict, report_dir: Path) -> None:
             "monitor.last_run_id": run.info.run_id,
             "monitor.last_checked": decision["checked_at"],
         }.items():
-            client.set_model_version_tag(project.name, decision["version"], key, value)
+            client.set_model_version_tag(cfg.model_name, decision["version"], key, value)
 
 
 # ---- the reference, stored with each registered version ----------------------------------------

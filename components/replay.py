@@ -88,7 +88,7 @@ def server_info(url: str) -> dict:
 def run_replays(
     project,
     cfg,
-    prepared_dir: Path,
+    paths,
     url: str,
     streams: list[str],
     replays: int,
@@ -107,8 +107,8 @@ def run_replays(
 
     info = server_info(url)
     version, log_dir = str(info["version"]), Path(info["log_file"]).parent.parent
-    python_model = load_python_model(f"models:/{project.name}/{version}")
-    reference = monitor.load_reference(project.name, version)
+    python_model = load_python_model(f"models:/{cfg.model_name}/{version}")
+    reference = monitor.load_reference(cfg.model_name, version)
     rng = np.random.default_rng(seed)
     run_tag = uuid.uuid4().hex[:8]
     results = []
@@ -117,7 +117,7 @@ def run_replays(
             for i in range(replays):
                 start = time.perf_counter()
                 prefix = f"replay-{run_tag}-{stream}-{i}-"
-                requests_ = project.replay_requests(cfg, prepared_dir, stream, items, rng)
+                requests_ = project.replay_requests(cfg, paths, stream, items, rng)
                 statuses = []
                 for j, request in enumerate(_batches(requests_, batch)):
                     statuses.append(post(session, url, request, f"{prefix}{j}"))

@@ -67,17 +67,17 @@ def windows(frame: pd.DataFrame, starts, seq_len: int) -> list[pd.DataFrame]:
     return [frame.iloc[s : s + seq_len].reset_index(drop=True) for s in starts]
 
 
-def reference_requests(cfg, prepared_dir: Path, limit: int) -> list[pd.DataFrame]:
+def reference_requests(cfg, paths, limit: int) -> list[pd.DataFrame]:
     """Every validation window (input rows may reach back into train), at most `limit`, evenly spread."""
-    frame, (train_end, val_end, _) = series_frame(prepared_dir)
+    frame, (train_end, val_end, _) = series_frame(paths.prepared)
     seq_len, horizon = cfg.project.window.seq_len, cfg.project.window.horizon
     starts = list(range(train_end - seq_len, val_end - seq_len - horizon + 1))
     return windows(frame, even_sample(starts, limit), seq_len)
 
 
-def replay_requests(cfg, prepared_dir: Path, stream: str, n: int, rng: np.random.Generator) -> list[pd.DataFrame]:
+def replay_requests(cfg, paths, stream: str, n: int, rng: np.random.Generator) -> list[pd.DataFrame]:
     """`n` windows of one stream, at random positions of its period."""
-    frame, (train_end, val_end, test_end) = series_frame(prepared_dir)
+    frame, (train_end, val_end, test_end) = series_frame(paths.prepared)
     seq_len = cfg.project.window.seq_len
     if stream == "unshifted":
         low, high = val_end - seq_len, test_end - seq_len

@@ -274,7 +274,7 @@ def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, s
     definition = get_project(project)
     cfg = load_config(project, definition.section, work / "params.yaml")
     champion_before = client.get_model_version_by_alias(model, "champion").version
-    with served(model, work / "monitoring/inference") as url:
+    with served(project, work / "monitoring/inference") as url:
         results = run_replays(
             definition,
             cfg,

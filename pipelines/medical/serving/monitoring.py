@@ -97,10 +97,10 @@ def _entries(prepared_dir: Path, split: str) -> pd.DataFrame:
     return entries[entries["split"] == split].reset_index(drop=True)
 
 
-def _requests(prepared_dir: Path, rows: pd.DataFrame, darken: float = 0.0) -> list[pd.DataFrame]:
+def _requests(paths, rows: pd.DataFrame, darken: float = 0.0) -> list[pd.DataFrame]:
     from pipelines.medical.sources.shards import open_images
 
-    store = open_images(prepared_dir.parent / "validated" / "images")
+    store = open_images(paths.raw / "images")  # validated: the manifest checked these shards
     out = []
     for row in rows.itertuples():
         data = store.read(row.image)
@@ -132,14 +132,14 @@ def _darker(data: bytes, fraction: float) -> bytes:
     return buffer.getvalue()
 
 
-def reference_requests(cfg, prepared_dir: Path, limit: int) -> list[pd.DataFrame]:
-    val = _entries(prepared_dir, "val")
-    return _requests(prepared_dir, val.iloc[even_sample(list(range(len(val))), limit)])
+def reference_requests(cfg, paths, limit: int) -> list[pd.DataFrame]:
+    val = _entries(paths.prepared, "val")
+    return _requests(paths, val.iloc[even_sample(list(range(len(val))), limit)])
 
 
-def replay_requests(cfg, prepared_dir: Path, stream: str, n: int, rng: np.random.Generator) -> list[pd.DataFrame]:
+def replay_requests(cfg, paths, stream: str, n: int, rng: np.random.Generator) -> list[pd.DataFrame]:
     """Up to `n` one-image requests of a stream, distinct test images (fewer when fewer qualify)."""
-    test = _entries(prepared_dir, "test")
+    test = _entries(paths.prepared, "test")
     if stream == "age":
         test = test[test["age"] >= 60]
     elif stream == "view":
@@ -150,4 +150,4 @@ def replay_requests(cfg, prepared_dir: Path, stream: str, n: int, rng: np.random
         raise ValueError(f"medical stream {stream!r}: only {len(test)} test image(s) qualify; need at least 5")
     # without replacement: a duplicate would sit on both sides of the embedding test's domain classifier
     rows = test.iloc[rng.choice(len(test), size=min(n, len(test)), replace=False)]
-    return _requests(prepared_dir, rows, darken=0.35 if stream == "intensity" else 0.0)
+    return _requests(paths, rows, darken=0.35 if stream == "intensity" else 0.0)
