@@ -3,20 +3,30 @@
 params.yaml is the single source of truth. Its base sections hold the `full` recipe (real data,
 paper-size models); `profiles.<name>` holds what a profile changes (e.g. `demo` shrinks everything
 to run offline in minutes). Precedence, lowest first: base sections < profile < CLI `--set`.
+A `profile=<name>` override selects the profile before it is merged, so the recipe and the run's
+tags always agree.
+
+Override syntax: `key.sub.key=value`, the value parsed as YAML (`3`, `1e-3`, `true`, `[0.7, 0.1, 0.2]`,
+`"a string"`). A key segment holding a dot is quoted: `energy.data.checksums."ETTh1.csv"=sha256:...`
+(on a shell command line, quote the whole argument: `--set 'energy.data.checksums."ETTh1.csv"=...'`).
 
 Every key is checked against the dataclasses that describe it, so a typo fails at load time with
 the dotted key and the closest valid name, instead of being ignored or crashing deep in a stage.
+Values are checked too: types, `Literal[...]` choices, ranges declared with `bounded(default, ge=...)`
+and cross-field rules in a section's optional `check()` method (which raises `Invalid(key, reason)`).
+A key given twice in the params file is an error, not a silent last-one-wins.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -42,52 +52,106 @@ class ConfigError(ValueError):
     """A wrong key or value in params.yaml or an override; the message names the dotted key."""
 
 
+class Invalid(Exception):
+    """Raised by a section's `check()`: `key` is relative to the section (e.g. "split", "model.stride")."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"{key}: {reason}")
+        self.key, self.reason = key, reason
+
+
+# ---- declaring allowed values --------------------------------------------------------------
+
+
+def bounded(
+    default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None
+):
+    """A dataclass field with a default and an allowed range (>= ge, > gt, <= le, < lt), checked by build().
+
+    `batch_size: int = bounded(128, ge=1)  # why` reads like the other fields and keeps the rule beside them.
+    """
+    limits = {op: v for op, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    return dataclasses.field(default=default, metadata={"limits": limits})
+
+
+_OPS = {
+    "ge": (lambda v, b: v >= b, ">="),
+    "gt": (lambda v, b: v > b, ">"),
+    "le": (lambda v, b: v <= b, "<="),
+    "lt": (lambda v, b: v < b, "<"),
+}
+
+
+def check_limits(instance: Any, where: str) -> None:
+    """Every `bounded` field of a built dataclass within its range, then the section's own `check()`."""
+    for field in dataclasses.fields(instance):
+        limits = field.metadata.get("limits")
+        value = getattr(instance, field.name)
+        if limits and isinstance(value, (int, float)) and not isinstance(value, bool):
+            # written as `not all(ok)` so that NaN, which fails every comparison, is refused
+            if not all(_OPS[op][0](value, bound) for op, bound in limits.items()):
+                rule = " and ".join(f"{_OPS[op][1]} {bound}" for op, bound in limits.items())
+                raise ConfigError(f"{where}.{field.name}: {value!r} is out of range (must be {rule})")
+    check = getattr(instance, "check", None)
+    if callable(check):
+        try:
+            check()
+        except Invalid as err:
+            raise ConfigError(f"{where}.{err.key}: {err.reason}") from None
+
+
 # ---- sections every project shares ---------------------------------------------------------
+
+# what Lightning's Trainer(precision=...) accepts (transformer-engine needs NVIDIA's extra package)
+Precision = Literal[
+    "auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64"
+]
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    batch_size: int = 128  # windows/images per step
-    lr: float = 1e-4  # Adam learning rate
-    weight_decay: float = 0.0  # Adam L2 penalty
-    max_epochs: int = 100  # upper bound; early stopping usually ends sooner
-    patience: int = 10  # epochs without val improvement before stopping
-    num_workers: int = 0  # DataLoader workers (0: load in the main process)
-    precision: str = "auto"  # auto: bf16-mixed on GPU, 32 on CPU
-    devices: str = "auto"  # Lightning devices ("auto", "1", "2", ...): DDP when > 1 GPU
+    batch_size: int = bounded(128, ge=1)  # windows/images per step
+    lr: float = bounded(1e-4, gt=0)  # Adam learning rate
+    weight_decay: float = bounded(0.0, ge=0)  # Adam L2 penalty
+    max_epochs: int = bounded(100, ge=1)  # upper bound; early stopping usually ends sooner (no -1: always bounded)
+    patience: int = bounded(10, ge=1)  # epochs without val improvement before stopping
+    num_workers: int = bounded(0, ge=0)  # DataLoader workers (0: load in the main process)
+    precision: Precision = "auto"  # auto: bf16-mixed on GPU, 32 on CPU; else any Lightning precision
+    devices: str | int = "auto"  # Lightning devices ("auto", 1, 2, ..., -1 = all GPUs): DDP when > 1 GPU
     deterministic: bool = True  # deterministic kernels on CPU (GPU runs trade this for speed)
+
+    def check(self) -> None:
+        text = str(self.devices).strip()
+        if text != "auto" and not (text.lstrip("-").isdigit() and (int(text) >= 1 or int(text) == -1)):
+            raise Invalid("devices", f"{self.devices!r} is not 'auto', a device count >= 1, or -1 (all GPUs)")
 
 
 @dataclasses.dataclass
 class TuneConfig:
-    n_trials: int = 20  # trials per worker (several workers share one study via storage)
-    max_epochs: int = 20  # epochs per trial (shorter than a full training run)
-    timeout_s: int = 0  # wall-clock cap per worker, 0 = none
-    sampler: str = "tpe"  # tpe (Optuna's TPESampler, seeded)
-    pruner: str = "median"  # median | hyperband | none
+    n_trials: int = bounded(20, ge=1)  # trials per worker (several workers share one study via storage)
+    max_epochs: int = bounded(20, ge=1)  # epochs per trial (shorter than a full training run)
+    timeout_s: int = bounded(0, ge=0)  # wall-clock cap per worker, 0 = none
+    sampler: Literal["tpe"] = "tpe"  # tpe (Optuna's TPESampler, seeded)
+    pruner: Literal["median", "hyperband", "none"] = "median"  # stops unpromising trials early (none: never)
     storage: str = ""  # "" = journal file under data/<project>/tuned; or an RDB URL (postgresql://...)
     study_name: str = ""  # "" = <project>-<data version>: workers with the same data join one study
 
 
 @dataclasses.dataclass
 class RegisterConfig:
-    margin: float = 0.0  # the challenger must beat the champion's primary metric by more than this
+    margin: float = bounded(0.0, ge=0)  # the challenger must beat the champion's primary metric by more than this
 
 
 @dataclasses.dataclass
 class MonitorConfig:
-    window: int = 500  # most recent answered items of the inference log compared with the reference
-    min_items: int = 30  # fewer items than this: no drift decision yet ("insufficient data")
-    column_test: str = (
-        "ks"  # ks: p-value below alpha / n columns (Bonferroni) | wasserstein: distance in reference stds
-    )
-    alpha: float = 0.05  # ks: family-wise false-alarm rate over the column tests
-    effect_size: float = 1.0  # wasserstein: a column drifts when it moved more than this many reference stds
-    drift_share: float = 0.0  # drift when more than this share of tested columns drift (0: any column)
-    embedding_quantile: float = (
-        0.99  # embeddings drift when the domain classifier's AUROC beats this quantile of chance
-    )
-    reference_items: int = 2000  # cap on reference rows (sampled evenly) kept with a model version
+    window: int = bounded(500, ge=1)  # most recent answered items of the inference log compared with the reference
+    min_items: int = bounded(30, ge=1)  # fewer items than this: no drift decision yet ("insufficient data")
+    column_test: Literal["ks", "wasserstein"] = "ks"  # ks: p < alpha / n columns | wasserstein: moved > effect_size
+    alpha: float = bounded(0.05, gt=0, lt=1)  # ks: family-wise false-alarm rate over the column tests
+    effect_size: float = bounded(1.0, gt=0)  # wasserstein: a column drifts when it moved more than this many stds
+    drift_share: float = bounded(0.0, ge=0, lt=1)  # drift when more than this share of columns drift (0: any one)
+    embedding_quantile: float = bounded(0.99, gt=0, lt=1)  # embeddings drift: AUROC above this quantile of chance
+    reference_items: int = bounded(2000, ge=1)  # cap on reference rows (sampled evenly) kept with a model version
 
 
 @dataclasses.dataclass
@@ -95,16 +159,88 @@ class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI, when set, wins over this
 
 
+# ---- reading YAML --------------------------------------------------------------------------
+
+
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, first_line: int, line: int):
+        super().__init__(f"{key}: key given twice (line {first_line} and again at line {line})")
+        self.key, self.first_line, self.line = key, first_line, line
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping key given twice (PyYAML keeps the last one silently)."""
+
+    def construct_document(self, node):
+        _check_unique_keys(node, "", set())
+        return super().construct_document(node)
+
+
+def _check_unique_keys(node, where: str, seen_nodes: set) -> None:
+    if id(node) in seen_nodes:  # an alias: already checked (and possibly recursive)
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: later keys override on purpose
+                _check_unique_keys(value_node, where, seen_nodes)
+                continue
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(id(key_node))
+            dotted = f"{where}.{key_path(key)}" if where else key_path(key)
+            line = key_node.start_mark.line + 1
+            if (key_node.tag, key) in first:
+                raise DuplicateKey(dotted, first[(key_node.tag, key)], line)
+            first[(key_node.tag, key)] = line
+            _check_unique_keys(value_node, dotted, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(item, f"{where}[{i}]", seen_nodes)
+
+
+def load_yaml(text: str) -> Any:
+    """Plain YAML (no tags such as !!python/...), every mapping key once. Raises yaml.YAMLError."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _yaml_reason(err: yaml.YAMLError) -> str:
+    """One line: where and what, without PyYAML's multi-line excerpt of the input."""
+    if isinstance(err, DuplicateKey):
+        return str(err)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if isinstance(err, yaml.constructor.ConstructorError) and "constructor for the tag" in problem:
+        tag = problem.rsplit(" ", 1)[-1].strip("'").replace("tag:yaml.org,2002:", "!!")
+        problem = f"YAML tags are not allowed ({tag}): values are plain numbers, strings, lists and mappings"
+    context = getattr(err, "context", None)
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{context + ': ' if context else ''}{problem}"
+
+
 # ---- loading and merging -------------------------------------------------------------------
 
 
 def read_params(path: Path = PARAMS_FILE) -> dict:
+    path = Path(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run from the repository root or pass --params)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML file (e.g. params.yaml)") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or err})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text (line {line}: byte 0x{raw[err.start]:02x})") from None
+    try:
+        data = load_yaml(text)
+    except DuplicateKey as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_reason(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
@@ -125,28 +261,110 @@ def deep_merge(base: dict, update: dict, where: str = "") -> dict:
     return merged
 
 
+def split_key(key: str, text: str | None = None) -> list[str]:
+    """'a.b."c.d"' -> ['a', 'b', 'c.d']: dots separate segments, a quoted ("..." or '...') segment keeps its dots."""
+    where = f"override {text if text is not None else key!r}"
+    parts, current, i, quoted = [], "", 0, False
+    while i < len(key):
+        char = key[i]
+        if char in "\"'" and not current and not quoted:
+            end = key.find(char, i + 1)
+            if end < 0:
+                raise ConfigError(f"{where}: unclosed quote {char} in the key")
+            current, quoted, i = key[i + 1 : end], True, end + 1
+            if i < len(key) and key[i] != ".":
+                raise ConfigError(f"{where}: expected '.' or '=' after the quoted key segment {current!r}")
+            continue
+        if char == ".":
+            parts.append((current, quoted))
+            current, quoted = "", False
+        elif quoted:
+            raise ConfigError(f"{where}: expected '.' or '=' after the quoted key segment {current!r}")
+        else:
+            current += char
+        i += 1
+    parts.append((current, quoted))
+    segments = []
+    for segment, was_quoted in parts:
+        segment = segment if was_quoted else segment.strip()
+        if not segment:
+            raise ConfigError(f"{where}: empty key segment (keys look like energy.train.lr)")
+        segments.append(segment)
+    return segments
+
+
+def _split_override(text: str) -> tuple[str, str]:
+    """Split at the first '=' outside a quoted key segment."""
+    quote = None
+    for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "=":
+            return text[:i], text[i + 1 :]
+    if quote:
+        raise ConfigError(f"override {text!r}: unclosed quote {quote} in the key")
+    raise ConfigError(f"override {text!r}: expected key=value, e.g. energy.train.lr=0.001")
+
+
 def parse_override(text: str) -> dict:
-    """'energy.model.d_model=32' -> {'energy': {'model': {'d_model': 32}}} (value parsed as YAML)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
+    """'energy.model.d_model=32' -> {'energy': {'model': {'d_model': 32}}} (value parsed as YAML).
+
+    A key segment with a dot in it is quoted: 'energy.data.checksums."ETTh1.csv"=sha256:...'.
+    """
+    key, raw = _split_override(text)
+    if not key.strip():
         raise ConfigError(f"override {text!r}: expected key=value, e.g. energy.train.lr=0.001")
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    for part in reversed(key.strip().split(".")):
+    segments = split_key(key.strip(), text)
+    try:
+        value = load_yaml(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(
+            f"override {text!r}: cannot read the value {raw!r} as YAML ({_yaml_reason(err)}); quote it to pass a string"
+        ) from None
+    for part in reversed(segments):
         value = {part: value}
     return value
 
 
 def resolve_params(params: dict, profile: str | None = None, overrides: typing.Iterable[str] = ()) -> dict:
-    """Apply the profile and the overrides to the raw params.yaml content."""
+    """Apply the profile and the overrides to the raw params.yaml content.
+
+    The profile comes from, highest first: a `profile=<name>` override, the `profile` argument (--profile),
+    params.yaml's `profile` key. It is chosen before anything is merged, so recipe and tags agree.
+    """
     params = dict(params)
     profiles = params.pop("profiles", {}) or {}
-    profile = profile or params.get("profile", "demo")
-    if profile not in profiles:
-        raise ConfigError(f"profile: {profile!r} is not one of {sorted(profiles)}")
-    resolved = deep_merge(params, profiles[profile] or {}, "")
-    resolved["profile"] = profile
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"profiles: expected a mapping of profile name -> changes, got {profiles!r}")
+    chosen, source = params.get("profile", "demo"), "the params file's profile key"
+    if profile is not None:
+        chosen, source = profile, "--profile"
+    updates = []
     for text in overrides:
-        resolved = deep_merge(resolved, parse_override(text))
+        update = parse_override(text)
+        if "profile" in update:
+            chosen, source = update.pop("profile"), f"override {text!r}"
+            if isinstance(chosen, dict):
+                raise ConfigError(f"{source}: profile is a name (e.g. profile=full), not a mapping")
+        if "profiles" in update:
+            raise ConfigError(
+                f"override {text!r}: profiles cannot be overridden; set the key itself, e.g. energy.train.lr=0.001"
+            )
+        updates.append(update)
+    if not isinstance(chosen, str) or chosen not in profiles:
+        raise ConfigError(f"profile: {chosen!r} is not one of {sorted(profiles)} (from {source})")
+    changes = profiles[chosen] or {}
+    if not isinstance(changes, dict):
+        raise ConfigError(f"profiles.{chosen}: expected a mapping of the keys it changes, got {changes!r}")
+    for key in changes:
+        if key not in params or key == "profile":
+            raise ConfigError(f"profiles.{chosen}.{key}: unknown key{_did_you_mean(key, params)}")
+    resolved = deep_merge(params, changes, "")
+    resolved["profile"] = chosen
+    for update in updates:
+        resolved = deep_merge(resolved, update)
     return resolved
 
 
@@ -154,7 +372,8 @@ def resolve_params(params: dict, profile: str | None = None, overrides: typing.I
 
 
 def build(cls: type, data: Any, where: str):
-    """Build dataclass `cls` from a mapping, checking keys and value types; `where` is the dotted path."""
+    """Build dataclass `cls` from a mapping, checking keys, value types, ranges and the section's `check()`;
+    `where` is the dotted path."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -168,7 +387,9 @@ def build(cls: type, data: Any, where: str):
             values[name] = _coerce(hints[name], data[name], f"{where}.{name}")
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}.{name}: missing (required)")
-    return cls(**values)
+    instance = cls(**values)
+    check_limits(instance, where)
+    return instance
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
@@ -186,8 +407,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[-1] if errors else f"{where}: invalid value {value!r}")
     if origin is typing.Literal:
-        if value not in typing.get_args(hint):
-            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
+        choices = typing.get_args(hint)
+        if isinstance(value, int) and not isinstance(value, bool) and str(value) in choices:
+            return str(value)  # YAML reads `precision: 32` as an int
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
@@ -198,7 +422,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         key_type, value_type = typing.get_args(hint) or (Any, Any)
-        return {k: _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _coerce(value_type, v, f"{where}.{key_path(k)}") for k, v in value.items()}
     if hint is Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -209,7 +433,14 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if hint in (str, float) and not isinstance(value, hint):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     return value
+
+
+def key_path(*segments: Any) -> str:
+    """The dotted key as an override would write it: segments holding a dot are quoted."""
+    return ".".join(f'"{s}"' if "." in str(s) else str(s) for s in segments if s != "")
 
 
 def _did_you_mean(key: str, valid: typing.Iterable[str]) -> str:

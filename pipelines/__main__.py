@@ -25,24 +25,110 @@ log = logging.getLogger("scifolio")
 
 COMMANDS = ("serve", "monitor", "replay", "retrain", "app")  # on the deployed version, not pipeline stages
 
+# options that only some stages/commands read (the rest, --profile/--set/--overrides/--params/--data-dir, apply
+# to all): dest -> (flag, the stages/commands that use it, the default). Given elsewhere, they are refused.
+SCOPED_OPTIONS: dict[str, tuple[str, tuple[str, ...], object]] = {
+    "skip": ("--skip", ("all",), []),
+    "port": ("--port", ("serve", "app"), 5050),  # app: 7860 unless given
+    "log_dir": ("--log-dir", ("serve", "monitor", "retrain"), None),
+    "reports_dir": ("--reports-dir", ("monitor", "retrain", "replay"), Path("monitoring/reports")),
+    "version": ("--version", ("monitor",), None),
+    "if_drift": ("--if-drift", ("retrain",), False),
+    "url": ("--url", ("replay",), "http://127.0.0.1:5050"),
+    "stream": ("--stream", ("replay",), []),
+    "replays": ("--replays", ("replay",), 1),
+    "items": ("--items", ("replay",), 40),
+    "seed": ("--seed", ("replay",), 0),
+}
+
+EPILOG = f"""\
+projects: {", ".join(sorted(PROJECTS))}
+stages, in order (`all` runs them in one process): {" -> ".join(STAGES)}
+commands on the deployed version:
+  serve    the registered champion over REST on 127.0.0.1 (--port, --log-dir)
+  monitor  drift report of the champion's inference log (--version, --log-dir, --reports-dir)
+  replay   send replay streams to a running server and check them (--url, --stream, --replays, --items, --seed,
+           --reports-dir)
+  retrain  the retraining loop: all stages, then register if the challenger wins (--if-drift, --log-dir,
+           --reports-dir)
+  app      the project's web app on 127.0.0.1, where it has one (--port, default 7860)
+an option given to a stage or command that does not use it is an error.
+
+overrides: --set KEY=VALUE, the value read as YAML; a key segment with a dot in it is quoted:
+  --set energy.train.lr=1e-3 --set 'energy.data.split=[0.7, 0.1, 0.2]'
+  --set 'energy.data.checksums."ETTh1.csv"=sha256:<64 hex>'
+  --set profile=full   (selects the profile, like --profile; wins over it)
+examples:
+  python -m pipelines energy all --profile demo
+  python -m pipelines medical train --set medical.train.max_epochs=1
+  python -m pipelines energy replay --replays 3 --items 20
+"""
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"{low}..{high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
+        return value
+
+    return parse
+
+
+def _http_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"expected an http(s)://host:port URL, got {text!r}")
+    return text
+
+
+def _refuse_unused_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options the chosen stage/command does not read are an error (not silently ignored); then the defaults."""
+    unused = [
+        (flag, users)
+        for dest, (flag, users, _) in SCOPED_OPTIONS.items()
+        if hasattr(args, dest) and args.stage not in users
+    ]
+    if unused:
+        what = "; ".join(f"{flag} is for {'/'.join(users)}" for flag, users in unused)
+        parser.error(f"{', '.join(f for f, _ in unused)}: not used by `{args.stage}` ({what})")
+    for dest, (_, _, default) in SCOPED_OPTIONS.items():
+        if not hasattr(args, dest):
+            setattr(args, dest, list(default) if isinstance(default, list) else default)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.splitlines()[0])
-    parser.add_argument("project", choices=sorted(PROJECTS))
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines",
+        description=__doc__.splitlines()[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("project", choices=sorted(PROJECTS), help="the project (see below)")
     parser.add_argument(
         "stage",
         choices=[*STAGES, "all", *COMMANDS],
-        help="serve: the champion over REST on 127.0.0.1:5050; monitor: drift report of its log; "
-        "replay: send a stream to the server; retrain: the retraining loop",
+        help="a pipeline stage, `all` of them, or a command on the deployed version (see below)",
     )
-    parser.add_argument("--profile", choices=["demo", "full"], help="overrides params.yaml's profile")
+    parser.add_argument(
+        "--profile", choices=["demo", "full"], help="overrides params.yaml's profile (--set profile=... wins)"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a params.yaml key, e.g. --set energy.train.lr=0.001 (repeatable)",
+        help="override a params.yaml key, e.g. --set energy.train.lr=0.001 (repeatable); the value is YAML; "
+        "quote a key segment holding a dot: --set 'energy.data.checksums.\"ETTh1.csv\"=sha256:...'",
     )
     parser.add_argument(
         "--overrides",
@@ -53,21 +139,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="the params file (default: params.yaml)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the stage folders")
-    parser.add_argument("--skip", action="append", default=[], choices=STAGES, help="with `all`: stages to skip")
-    deployed = parser.add_argument_group("serve / monitor / replay / retrain")
-    deployed.add_argument("--port", type=int, default=5050, help="serve: port on 127.0.0.1")
+    S = argparse.SUPPRESS  # scoped options: absent from the namespace unless given (defaults set afterwards)
+    parser.add_argument("--skip", action="append", default=S, choices=STAGES, help="all: stages to skip")
+    deployed = parser.add_argument_group("serve / monitor / replay / retrain / app")
     deployed.add_argument(
-        "--log-dir", type=Path, default=None, help="the inference logs (default monitoring/inference)"
+        "--port", type=_int_in(1, 65535), default=S, help="serve/app: port on 127.0.0.1 (default 5050; app 7860)"
     )
-    deployed.add_argument("--reports-dir", type=Path, default=Path("monitoring/reports"), help="monitor: report root")
-    deployed.add_argument("--version", default=None, help="monitor: model version (default: the champion)")
-    deployed.add_argument("--if-drift", action="store_true", help="retrain: only when the monitor flags drift")
-    deployed.add_argument("--url", default="http://127.0.0.1:5050", help="replay: the serving endpoint")
-    deployed.add_argument("--stream", action="append", default=[], help="replay: stream(s) to send (default: all)")
-    deployed.add_argument("--replays", type=int, default=1, help="replay: replays per stream")
-    deployed.add_argument("--items", type=int, default=40, help="replay: items (windows, images) per replay")
-    deployed.add_argument("--seed", type=int, default=0, help="replay: sampling seed")
-    return parser.parse_args(argv)
+    deployed.add_argument(
+        "--log-dir",
+        type=Path,
+        default=S,
+        help="serve/monitor/retrain: the inference logs (default monitoring/inference)",
+    )
+    deployed.add_argument(
+        "--reports-dir", type=Path, default=S, help="monitor/retrain/replay: report root (default monitoring/reports)"
+    )
+    deployed.add_argument("--version", default=S, help="monitor: model version (default: the champion)")
+    deployed.add_argument(
+        "--if-drift", action="store_true", default=S, help="retrain: only when the monitor flags drift"
+    )
+    deployed.add_argument(
+        "--url", type=_http_url, default=S, help="replay: the serving endpoint (default http://127.0.0.1:5050)"
+    )
+    deployed.add_argument("--stream", action="append", default=S, help="replay: stream(s) to send (default: all)")
+    deployed.add_argument("--replays", type=_int_in(1), default=S, help="replay: replays per stream (default 1)")
+    deployed.add_argument(
+        "--items", type=_int_in(1), default=S, help="replay: items (windows, images) per replay (default 40)"
+    )
+    deployed.add_argument("--seed", type=int, default=S, help="replay: sampling seed (default 0)")
+    args = parser.parse_args(argv)
+    _refuse_unused_options(parser, args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,44 +1,53 @@
-"""The `medical` section of params.yaml, typed: every key, its default and why."""
+"""The `medical` section of params.yaml, typed: every key, its default, its allowed values and why.
+
+Choices are `Literal[...]`, ranges `bounded(default, ge=...)`, cross-field rules a `check()` raising
+`Invalid(key, reason)`; components.config.build() enforces all three when params.yaml is loaded.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
-from components.config import MonitorConfig, RegisterConfig, TrainConfig, TuneConfig
+from components.config import Invalid, MonitorConfig, RegisterConfig, TrainConfig, TuneConfig, bounded
 
 
 @dataclasses.dataclass
 class DataSection:
-    source: str = "nih"  # nih | nih_folder | demo | mimic
+    source: Literal["nih", "nih_folder", "demo", "mimic"] = "nih"  # NIH archives, NIH unpacked, synthetic, MIMIC
     mirror: str = ""  # nih: folder or URL holding NIH's tables and images_XXX.tar.gz
     archives: list[str] = dataclasses.field(default_factory=list)  # nih: a subset of the 12 archives; [] = all
     folder: str = ""  # nih_folder: NIH's layout with images/*.png
     split_lists: str = ""  # folder with train_val_list.txt / test_list.txt when the source has none
-    image_size: int = 1024  # expected side of the raw images (validation)
-    val_fraction: float = 0.1  # of train_val patients held out for validation (split by patient)
-    shard_size: int = 5000  # images per tar shard
-    demo_patients: int = 200  # demo: patients generated
-    demo_size: int = 256  # demo: pixels per side
+    image_size: int = bounded(1024, ge=1)  # expected side of the raw images (validation)
+    val_fraction: float = bounded(0.1, gt=0, lt=1)  # of train_val patients held out for validation (by patient)
+    shard_size: int = bounded(5000, ge=1)  # images per tar shard
+    demo_patients: int = bounded(200, ge=1)  # demo: patients generated
+    demo_size: int = bounded(256, ge=1)  # demo: pixels per side
     mimic_jpg_url: str = "https://physionet.org/files/mimic-cxr-jpg/2.1.0/"  # mimic: images, CSVs, SHA256SUMS.txt
     mimic_reports_url: str = "https://physionet.org/files/mimic-cxr/2.1.0/"  # mimic: report texts; "" = none
-    mimic_max_studies: int = 0  # mimic: pull the first N labelled studies; 0 = all (over 500 GB)
+    mimic_max_studies: int = bounded(0, ge=0)  # mimic: pull the first N labelled studies; 0 = all (over 500 GB)
 
 
 @dataclasses.dataclass
 class InputSection:
-    size: int = 224  # network input side (CheXNet: 224)
-    max_len: int = 16  # metadata tokens per image
-    cache: str = "none"  # none | memory (MONAI CacheDataset of decoded, resized images)
+    size: int = bounded(224, ge=1)  # network input side (CheXNet: 224)
+    max_len: int = bounded(16, ge=1)  # metadata tokens per image
+    cache: Literal["none", "memory"] = "none"  # memory: MONAI CacheDataset of decoded, resized images
 
 
 @dataclasses.dataclass
 class ModelSection:
-    name: str = "multimodal"  # multimodal | densenet121
-    d_model: int = 256  # multimodal: fusion width
-    n_heads: int = 4  # multimodal: attention heads
-    n_text_layers: int = 2  # multimodal: text transformer layers
-    dropout: float = 0.1  # multimodal: dropout
+    name: Literal["multimodal", "densenet121"] = "multimodal"  # image + metadata fusion, or CheXNet's image-only net
+    d_model: int = bounded(256, ge=1)  # multimodal: fusion width
+    n_heads: int = bounded(4, ge=1)  # multimodal: attention heads
+    n_text_layers: int = bounded(2, ge=1)  # multimodal: text transformer layers
+    dropout: float = bounded(0.1, ge=0, lt=1)  # multimodal: dropout
     pretrained_path: str = ""  # local DenseNet121 weights (never downloaded); "" = random init
+
+    def check(self) -> None:
+        if self.name == "multimodal" and self.d_model % self.n_heads:
+            raise Invalid("d_model", f"{self.d_model} is not divisible by n_heads ({self.n_heads})")
 
 
 @dataclasses.dataclass
@@ -50,5 +59,5 @@ class MedicalSection:
     tune: TuneConfig
     register: RegisterConfig
     monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
-    bootstrap: int = 1000  # patient-level bootstrap resamples for AUROC intervals
-    gradcam_images: int = 6  # overlays drawn in the evaluate stage
+    bootstrap: int = bounded(1000, ge=1)  # patient-level bootstrap resamples for AUROC intervals
+    gradcam_images: int = bounded(6, ge=0)  # overlays drawn in the evaluate stage (0: none)
