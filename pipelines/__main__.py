@@ -29,7 +29,7 @@ COMMANDS = ("serve", "monitor", "replay", "retrain", "app")  # on the deployed v
 # to all): dest -> (flag, the stages/commands that use it, the default). Given elsewhere, they are refused.
 SCOPED_OPTIONS: dict[str, tuple[str, tuple[str, ...], object]] = {
     "skip": ("--skip", ("all",), []),
-    "port": ("--port", ("serve", "app"), 5050),  # app: 7860 unless given
+    "port": ("--port", ("serve", "app"), None),  # None: serve 5050, app 7860 (DEFAULT_PORTS)
     "log_dir": ("--log-dir", ("serve", "monitor", "retrain"), None),
     "reports_dir": ("--reports-dir", ("monitor", "retrain", "replay"), Path("monitoring/reports")),
     "version": ("--version", ("monitor",), None),
@@ -40,6 +40,8 @@ SCOPED_OPTIONS: dict[str, tuple[str, tuple[str, ...], object]] = {
     "items": ("--items", ("replay",), 40),
     "seed": ("--seed", ("replay",), 0),
 }
+
+DEFAULT_PORTS = {"serve": 5050, "app": 7860}  # MLflow's scoring port convention; Gradio's default
 
 EPILOG = f"""\
 projects: {", ".join(sorted(PROJECTS))}
@@ -103,6 +105,8 @@ def _refuse_unused_options(parser: argparse.ArgumentParser, args: argparse.Names
     for dest, (_, _, default) in SCOPED_OPTIONS.items():
         if not hasattr(args, dest):
             setattr(args, dest, list(default) if isinstance(default, list) else default)
+    if args.port is None:
+        args.port = DEFAULT_PORTS.get(args.stage)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = [*args.overrides, *args.overrides_text.split()]
         cfg = load_config(args.project, project.section, args.params, args.profile, overrides)
     except ConfigError as err:
-        print(f"error: {args.params}: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)  # the message names the file or the dotted key
         return 2
 
     from components import stages
@@ -239,7 +243,7 @@ def run_command(args, project, cfg, paths) -> int:
 
         serve(cfg.model_name, port=args.port, log_dir=args.log_dir or DEFAULT_LOG_DIR)
     elif args.stage == "app":
-        project.app(cfg, host="127.0.0.1", port=args.port if args.port != 5050 else 7860)
+        project.app(cfg, host="127.0.0.1", port=args.port)
     elif args.stage == "retrain":
         from components.loop import retrain
 

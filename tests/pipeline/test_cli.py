@@ -138,7 +138,8 @@ def test_cli_options_that_apply_are_kept_and_defaults_filled():
         ["station"],
         "http://127.0.0.1:5050",
     )
-    assert args.port == 5050 and args.log_dir is None and args.if_drift is False and args.skip == []
+    assert args.port is None and args.log_dir is None and args.if_drift is False and args.skip == []
+    assert (parse_args(["energy", "serve"]).port, parse_args(["medical", "app"]).port) == (5050, 7860)
     args = parse_args(["medical", "serve", "--port", "65535", "--log-dir", "logs", "--set", "medical.seed=1"])
     assert (args.port, str(args.log_dir), args.overrides) == (65535, "logs", ["medical.seed=1"])
     args = parse_args(["energy", "all", "--skip", "tune", "--skip", "train", "--profile", "full"])
