@@ -10,7 +10,14 @@ either absent or complete and verified; DVC and later stages can trust its prese
 `../../.bashrc`, an absolute path, or a symlink pointing out of the target could write anywhere, so
 every member is checked before anything is written, tarfile's `data` filter runs as a second line
 of defence, and the archive is unpacked into a staging folder that is renamed into place only when
-all of it succeeded.
+all of it succeeded. A small archive can also expand without bound (a 51 kB zip of zeros is 52 MB,
+a few more kB are terabytes): `Expansion` caps the total expanded size (`max_bytes`) and the ratio to
+the archive's size (`max_ratio`), first on the sizes the headers declare, then on the bytes actually
+written, counted as they stream.
+
+A local mirror (a folder, or a file:// URL) is untrusted too: `resolve` refuses a name that resolves
+outside the mirror folder (through '..' or a linked folder) and `fetch` never follows a symbolic link
+when it copies a local file, so a link in a mirror cannot smuggle /etc/passwd into raw/.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
@@ -63,10 +71,28 @@ def _is_url(s: str) -> bool:
 
 
 def resolve(base: str, name: str) -> str:
-    """Join a mirror base (http(s) URL, file:// URL or local folder) with a file name."""
+    """Join a mirror base (http(s) URL, file:// URL or local folder) with a file name.
+
+    For a local base (folder or file:// URL), a name that resolves outside the folder ('..', an
+    absolute name, or a linked file or folder pointing elsewhere) is refused with a FetchError.
+    """
     if _is_url(base):
-        return base.rstrip("/") + "/" + urllib.parse.quote(name.lstrip("/"))
+        joined = base.rstrip("/") + "/" + urllib.parse.quote(name.lstrip("/"))
+        if urllib.parse.urlsplit(base).scheme.lower() == "file":
+            _inside_mirror(_local_source(base), name.lstrip("/"), joined)
+        return joined
+    _inside_mirror(Path(base), name, str(Path(base) / name))
     return str(Path(base) / name)
+
+
+def _inside_mirror(root: Path, name: str, where: str) -> None:
+    """Refuse `name` unless root/name, with every link followed, still lies inside root."""
+    path = root / name
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if not _inside(real, real_root):
+        link = next((p for p in [path, *path.parents] if p.is_symlink()), None)
+        why = f"{link} is a symbolic link to {os.readlink(link)!r}" if link is not None else "the name leaves it"
+        raise FetchError(f"{where}: resolves to {real}, outside the mirror folder {root} ({why}); refusing it")
 
 
 def _local_source(url: str) -> Path:
@@ -156,10 +182,7 @@ def fetch(
         if urllib.parse.urlsplit(url).scheme.lower() in ("http", "https"):
             _download(url, part, retries, backoff, timeout, progress, chunk_size, auth)
         else:
-            src = _local_source(url)
-            if not src.is_file():
-                raise FetchError(f"{url}: no such file")
-            shutil.copyfile(src, part)
+            _copy_local(url, _local_source(url), part)
         if checksum is not None and (why := _mismatch(part, checksum)):
             raise FetchError(f"{url}: {why}")
         os.replace(part, dest)
@@ -167,6 +190,38 @@ def fetch(
         part.unlink(missing_ok=True)  # never leave bytes that could pass for the file
         raise
     return dest
+
+
+def open_regular(path: str | Path, where: str, error: type[Exception] = FetchError):
+    """Open a regular file for reading (binary), never through a symbolic link.
+
+    A link in a mirror or source folder could point anywhere (/etc/passwd): it is refused, not
+    followed, also when it is swapped in after the check (O_NOFOLLOW). Errors are `error(message)`
+    with the message starting with `where`.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        raise error(
+            f"{where}: is a symbolic link to {os.readlink(path)!r}; refusing to follow it (a mirror or "
+            "source folder must hold the files themselves, not links to them)"
+        )
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise error(f"{where}: no such file") from None
+    except OSError as e:  # ELOOP: a link after all
+        raise error(f"{where}: cannot open: {e.strerror or e}") from None
+    f = open(fd, "rb")  # noqa: SIM115  (the caller closes it)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise error(f"{where}: not a regular file")
+    return f
+
+
+def _copy_local(url: str, src: Path, part: Path) -> None:
+    """Copy a local mirror's file, refusing a symbolic link."""
+    with open_regular(src, url) as f, open(part, "wb") as out:
+        shutil.copyfileobj(f, out, 1 << 20)
 
 
 def _download(
@@ -271,9 +326,72 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root + os.sep)
 
 
-def _check_tar(archive: Path, tar: tarfile.TarFile, root: Path) -> list[tarfile.TarInfo]:
-    members = tar.getmembers()
-    for m in members:
+# A 4 GB NIH archive expands to ~4.5 GB (PNGs barely compress), CSV and text 3 to 10 times; a bomb
+# expands hundreds to millions of times. Ratios are judged only past RATIO_FLOOR: a tar.gz of a few
+# tiny files (each padded to 512-byte blocks) has a large ratio and is harmless.
+MAX_EXPANDED_BYTES = 16 * 2**30  # 16 GiB from one archive
+MAX_RATIO = 100.0  # expanded bytes per byte of archive
+RATIO_FLOOR = 2**20  # bytes expanded before the ratio counts
+
+
+class Expansion:
+    """The bytes one archive expands to, against a total cap and a cap on the expansion ratio.
+
+    `declare` adds the sizes the member headers announce (refusing before anything is written),
+    `count` the bytes really written (headers can understate: sparse members, a forged zip entry).
+    Both raise `error` naming the archive and the member at which the cap was passed.
+    """
+
+    def __init__(
+        self,
+        archive: Path,
+        max_bytes: int = MAX_EXPANDED_BYTES,
+        max_ratio: float = MAX_RATIO,
+        error: type[Exception] = FetchError,
+    ):
+        if max_bytes <= 0 or max_ratio <= 0:
+            raise ValueError(f"max_bytes ({max_bytes}) and max_ratio ({max_ratio}) must be positive")
+        self.archive, self.max_bytes, self.max_ratio, self.error = Path(archive), max_bytes, max_ratio, error
+        self.compressed = max(self.archive.stat().st_size, 1)
+        self.declared = self.written = 0
+
+    def _why(self, total: int) -> str | None:
+        if total > self.max_bytes:
+            return f"expands to more than max_bytes={self.max_bytes:,} bytes"
+        if total > RATIO_FLOOR and total > self.max_ratio * self.compressed:
+            return (
+                f"expands to more than max_ratio={self.max_ratio:g} times its own {self.compressed:,} bytes "
+                "(a decompression bomb?)"
+            )
+        return None
+
+    def _refuse(self, member: str, what: str, total: int, why: str) -> None:
+        raise self.error(
+            f"{self.archive}: refusing member {member!r}: {what} {total:,} bytes so far; the archive {why}"
+        )
+
+    def declare(self, size: int, member: str) -> None:
+        self.declared += max(size, 0)
+        if why := self._why(self.declared):
+            self._refuse(member, "the member headers declare", self.declared, why)
+
+    def count(self, n: int, member: str) -> None:
+        self.written += n
+        if why := self._why(self.written):
+            self._refuse(member, "unpacked", self.written, why)
+
+    def copy(self, src, dst, member: str, chunk_size: int = 1 << 20) -> None:
+        """Copy src to dst (file objects), counting each chunk before it is written."""
+        while chunk := src.read(chunk_size):
+            self.count(len(chunk), member)
+            dst.write(chunk)
+
+
+def _check_tar(archive: Path, tar: tarfile.TarFile, root: Path, budget: Expansion) -> list[tarfile.TarInfo]:
+    """Every member's name, type, link target and declared size, read header by header: a bomb is
+    refused at the first header past the caps, without decompressing the rest."""
+    members = []
+    while (m := tar.next()) is not None:
         why = _unsafe_name(m.name)
         if why is None and (m.ischr() or m.isblk() or m.isfifo()):
             why = "device or fifo"
@@ -286,27 +404,64 @@ def _check_tar(archive: Path, tar: tarfile.TarFile, root: Path) -> list[tarfile.
                 why = f"hardlink to {m.linkname!r} outside the target"
         if why:
             raise FetchError(f"{archive}: refusing member {m.name!r}: {why}")
+        if m.isreg():
+            budget.declare(m.size, m.name)
+        members.append(m)
     return members
 
 
-def _unpack(archive: Path, out: Path) -> None:
+def _unpack_tar(archive: Path, tar: tarfile.TarFile, out: Path, budget: Expansion) -> None:
+    """Extract the checked members one by one; regular files are copied counting every byte."""
+    members = _check_tar(archive, tar, out, budget)
+    sizes = {os.path.normpath(m.name): m.size for m in members if m.isreg()}
+    for m in members:
+        if not m.isreg():  # folders and links carry no body
+            if m.islnk():  # counted as a copy: tarfile copies the body when it cannot link
+                budget.count(sizes.get(os.path.normpath(m.linkname), 0), m.name)
+            tar.extract(m, out, filter="data")
+            continue
+        m = tarfile.data_filter(m, str(out))  # at extraction time: sees the links already on disk
+        dest = out / m.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        src = tar.extractfile(m)
+        assert src is not None  # a regular member always has a body
+        with src, open(dest, "wb") as dst:
+            budget.copy(src, dst, m.name)
+        if m.mode is not None:
+            os.chmod(dest, m.mode)
+
+
+def _unpack_zip(archive: Path, zf: zipfile.ZipFile, out: Path, budget: Expansion) -> None:
+    infos = zf.infolist()
+    for info in infos:
+        if why := _unsafe_name(info.filename):
+            raise FetchError(f"{archive}: refusing member {info.filename!r}: {why}")
+        budget.declare(info.file_size, info.filename)
+    for info in infos:  # zipfile never creates links or devices: a "link" entry is a small file
+        dest = out / info.filename
+        if info.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(dest, "wb") as dst:
+            budget.copy(src, dst, info.filename)
+
+
+def _unpack(archive: Path, out: Path, max_bytes: int, max_ratio: float) -> None:
     """Check every member, then extract all of them into the empty folder `out`."""
+    budget = Expansion(archive, max_bytes, max_ratio)
     try:
         if tarfile.is_tarfile(archive):
             with tarfile.open(archive) as tar:
-                members = _check_tar(archive, tar, out)
-                tar.extractall(out, members=members, filter="data")
+                _unpack_tar(archive, tar, out, budget)
         elif zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                for name in zf.namelist():
-                    if why := _unsafe_name(name):
-                        raise FetchError(f"{archive}: refusing member {name!r}: {why}")
-                zf.extractall(out)  # zipfile never creates links or devices
+                _unpack_zip(archive, zf, out, budget)
         else:
             raise FetchError(f"{archive}: not a tar or zip archive")
     except tarfile.FilterError as e:  # the data filter caught something our checks did not
         raise FetchError(f"{archive}: refusing member {e.tarinfo.name!r}: {e}") from e
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:  # truncated, bad CRC...
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:  # truncated, bad CRC...
         raise FetchError(f"{archive}: cannot extract: {type(e).__name__}: {e}") from e
 
 
@@ -319,12 +474,18 @@ def _listing(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def extract(archive: str | Path, target: str | Path) -> list[Path]:
+def extract(
+    archive: str | Path,
+    target: str | Path,
+    *,
+    max_bytes: int = MAX_EXPANDED_BYTES,  # refuse an archive whose files add up to more
+    max_ratio: float = MAX_RATIO,  # ... or to more than this many times the archive's size
+) -> list[Path]:
     """Safely unpack a tar (any compression) or zip archive into `target`; return the files' paths.
 
-    Nothing is written to `target` unless the whole archive is safe and unpacks cleanly. A new
-    `target` appears in one rename. An existing `target` is merged into: archive files replace
-    same-named files (each atomically), everything else already there is kept.
+    Nothing is written to `target` unless the whole archive is safe, within the expansion caps
+    (`Expansion`) and unpacks cleanly. A new `target` appears in one rename. An existing `target` is
+    merged into: archive files replace same-named files (each atomically), everything else there is kept.
     """
     archive, target = Path(archive), Path(target)
     if not archive.is_file():
@@ -334,7 +495,7 @@ def extract(archive: str | Path, target: str | Path) -> list[Path]:
     try:
         out = staging / "out"
         out.mkdir()  # mkdir (not mkdtemp's 0700) so a renamed target gets the usual permissions
-        _unpack(archive, out)
+        _unpack(archive, out, max_bytes, max_ratio)
         files = _listing(out)
         if not target.exists():
             os.replace(out, target)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,9 @@ __all__ = [
     "Failure",
     "ValidationFailed",
     "ValidationResult",
+    "read_csv_cells",
     "read_failure",
+    "require_text",
     "run_checks",
     "write_report",
 ]
@@ -169,6 +172,76 @@ def read_failure(check: str, file: Path | str, reason: str) -> ValidationFailed:
         check_summaries=[{"name": check, "file": str(file), "rows": 0, "expectations": 1, "failed": 1}],
     )
     return ValidationFailed(result)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def require_text(check: str, path: Path | str, chunk_size: int = 1 << 20) -> None:
+    """Raise a read failure unless `path` opens, is not empty and holds no NUL byte anywhere.
+
+    The whole file is scanned (a chunk at a time), not just its head: a NUL byte deep in a CSV
+    is binary junk that pandas would read as an odd cell. The message names the line and byte.
+    """
+    path = Path(path)
+    try:
+        f = open(path, "rb")  # noqa: SIM115  (closed by the with below)
+    except OSError as exc:
+        raise read_failure(check, path, f"cannot open the file: {exc.strerror or exc}") from None
+    with f:
+        offset, line = 0, 1
+        while chunk := f.read(chunk_size):
+            at = chunk.find(b"\x00")
+            if at >= 0:
+                line += chunk.count(b"\n", 0, at)
+                raise read_failure(
+                    check, path, f"binary file (a NUL byte at line {line}, byte {offset + at}), not CSV text"
+                )
+            offset, line = offset + len(chunk), line + chunk.count(b"\n")
+    if offset == 0:
+        raise read_failure(check, path, "the file is empty (no header line, no data)")
+
+
+def read_csv_cells(check: str, path: Path | str) -> pd.DataFrame:
+    """Every cell of a CSV as a string ('' when empty), indexed by the 1-based line in the file.
+
+    The header is line 1, so the first data row is line 2; blank lines are kept as rows so the
+    numbering stays exact (one record per physical line: no quoted newlines). Anything that stops
+    the file from being read (missing, empty, NUL bytes, not UTF-8, not CSV, rows with more
+    fields than the header) raises ValidationFailed naming the file, never a pandas traceback.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    require_text(check, path)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skip_blank_lines=False,  # keep blank lines as rows so line numbers stay exact
+                index_col=False,  # never turn a surplus first field into the index
+                encoding="utf-8",
+            )
+    except UnicodeDecodeError as exc:
+        raise read_failure(check, path, f"not UTF-8 text (binary?): byte {exc.start} cannot be decoded") from None
+    except pd.errors.EmptyDataError:
+        raise read_failure(check, path, "no CSV header line (the file is blank)") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise read_failure(check, path, f"cannot be parsed as CSV: {reason}") from None
+    for w in caught:
+        if issubclass(w.category, pd.errors.ParserWarning):
+            raise read_failure(
+                check,
+                path,
+                f"cannot be parsed as CSV: the data rows have more fields than the header (line 1) ({w.message})",
+            )
+    frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
+    return frame.fillna("")  # a missing trailing field reads as NaN even with na_filter off
 
 
 # --------------------------------------------------------------------------- running

@@ -3,27 +3,29 @@
 Two checks per file, both on frames indexed by the 1-based line number in the file
 (the header is line 1, the first data row line 2):
 
-* ``<file> cells``: the raw strings: the exact ordered column list, at least one data row,
-  no empty cell, numbers that look like numbers, timestamps in the schema's format;
+* ``<file> cells``: the raw strings: the exact ordered column list, enough data rows for the
+  split (the ETT borders' 14,400 hourly rows, x4 for 15-minute data; MIN_ROWS for fractions or an
+  unknown split), no empty cell, numbers that look like numbers, timestamps in the schema's format;
 * ``<file> series``: the parsed values: timestamps present, unique, strictly increasing and
   exactly ``freq_seconds`` apart (``seconds_since_previous``; the first row is exempt),
   values present and within the schema's plausible ranges.
 
-A file that cannot be read as CSV at all raises :class:`components.validate.ValidationFailed`
-naming the file. Line numbers assume one record per physical line (no quoted newlines),
-which holds for these files; blank lines are kept as empty rows so numbering stays exact.
+A file that cannot be read as CSV at all (missing, empty, a NUL byte anywhere, not UTF-8, ragged)
+raises :class:`components.validate.ValidationFailed` naming the file (and the line, where there is
+one); the reading is `components.validate.read_csv_cells`, shared with the medical checks. Line
+numbers assume one record per physical line (no quoted newlines), which holds for these files;
+blank lines are kept as empty rows so numbering stays exact.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from components.validate import Check, read_failure
-from pipelines.energy.schema import CsvSchema
+from components.validate import Check, read_csv_cells
+from pipelines.energy.schema import MIN_ROWS, CsvSchema, rows_needed
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -43,68 +45,45 @@ def read_cells(path: Path) -> pd.DataFrame:
     Raises ValidationFailed (naming the file) when the file is not readable CSV text.
     """
     path = Path(path)
-    check = f"{path.name} read"
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(65536)
-    except OSError as exc:
-        raise read_failure(check, path, f"cannot open the file: {exc.strerror or exc}") from None
-    if not head:
-        raise read_failure(check, path, "the file is empty (no header line, no data)")
-    if b"\x00" in head:
-        raise read_failure(check, path, "binary file (contains NUL bytes), not CSV text")
-
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            frame = pd.read_csv(
-                path,
-                dtype=str,
-                keep_default_na=False,
-                skip_blank_lines=False,  # keep blank lines as rows so line numbers stay exact
-                index_col=False,  # never turn a surplus first field into the index
-                encoding="utf-8",
-            )
-    except UnicodeDecodeError as exc:
-        raise read_failure(check, path, f"not UTF-8 text (binary?): byte {exc.start} cannot be decoded") from None
-    except pd.errors.EmptyDataError:
-        raise read_failure(check, path, "no CSV header line (the file is blank)") from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise read_failure(check, path, f"cannot be parsed as CSV: {exc}") from None
-    for w in caught:
-        if issubclass(w.category, pd.errors.ParserWarning):
-            raise read_failure(
-                check,
-                path,
-                f"cannot be parsed as CSV: the data rows have more fields than the header (line 1) ({w.message})",
-            )
-
-    frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
+    frame = read_csv_cells(f"{path.name} read", path)
     # An empty field (or a missing trailing field) is an empty cell: make it null so that
     # one expectation (not_be_null) reports it, and the other string checks skip it.
     return frame.mask(frame == "", None)
 
 
-def energy_checks(path: Path, schema: CsvSchema) -> list[Check]:
-    """The "cells" and "series" checks of one energy CSV against its schema."""
+def energy_checks(path: Path, schema: CsvSchema, split=None) -> list[Check]:
+    """The "cells" and "series" checks of one energy CSV against its schema.
+
+    `split` is energy.data.split ("ett" or [train, val, test] fractions): the file must have the rows
+    it needs (`rows_needed`). None (split unknown) asks for MIN_ROWS, the least any split accepts.
+    """
     import great_expectations as gx
 
     path = Path(path)
+    min_rows = MIN_ROWS if split is None else rows_needed(split, schema.freq_seconds)
     cells = read_cells(path)
     return [
-        Check(f"{path.name} cells", path, cells, _cells_suite(path, schema, cells, gx)),
+        Check(f"{path.name} cells", path, cells, _cells_suite(path, schema, cells, gx, min_rows, split)),
         _series_check(path, schema, cells, gx),
     ]
 
 
-def _cells_suite(path: Path, schema: CsvSchema, cells: pd.DataFrame, gx) -> gx.ExpectationSuite:
+def _cells_suite(path: Path, schema: CsvSchema, cells: pd.DataFrame, gx, min_rows: int, split) -> gx.ExpectationSuite:
     gxe = gx.expectations
     present = set(cells.columns)
     # The suite is built from a list: ExpectationSuite.add_expectation() needs an active
     # data context (it looks for a saved copy of the suite), the constructor does not.
     exps: list = [
         gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(schema.all_columns)),
-        gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=None),
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=min_rows,
+            max_value=None,
+            description=(
+                f"too few rows for energy.data.split {split!r}"
+                if split is not None
+                else "too few rows to split by time"
+            ),
+        ),
     ]
     # Column checks only for the columns that are there: a missing column is reported once,
     # by the column-list expectation above.

@@ -16,22 +16,29 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-ETT_HOURLY_BORDERS = (12 * 30 * 24, 16 * 30 * 24, 20 * 30 * 24)  # 8640, 11520, 14400 rows
+from pipelines.energy.schema import ETT_HOURLY_BORDERS, MIN_ROWS, rows_needed, split_fractions  # noqa: F401
+
 SPLITS = ("train", "val", "test")
 
 
 def split_borders(n_rows: int, split, freq_seconds: int) -> tuple[int, int, int]:
-    """End row (exclusive) of train, val and test."""
+    """End row (exclusive) of train, val and test; a series too short for `split` is refused."""
+    need = rows_needed(split, freq_seconds)
     if split == "ett":
+        if n_rows < need:
+            raise ValueError(f"the ETT split needs {need} rows, the file has {n_rows}")
         per_hour = 3600 // freq_seconds  # ETTm has 4 rows an hour
-        borders = tuple(b * per_hour for b in ETT_HOURLY_BORDERS)
-        if n_rows < borders[-1]:
-            raise ValueError(f"the ETT split needs {borders[-1]} rows, the file has {n_rows}")
-        return borders
-    train, val, test = split
-    if min(split) <= 0 or abs(train + val + test - 1) > 1e-6:
-        raise ValueError(f"energy.data.split: fractions {split} must be positive and sum to 1")
+        return tuple(b * per_hour for b in ETT_HOURLY_BORDERS)
+    train, _, test = split_fractions(split)
+    if n_rows < need:
+        raise ValueError(
+            f"energy.data.split {list(split)}: the series has {n_rows} rows; a split by time fractions needs "
+            f"at least {need}"
+        )
     n_train, n_test = int(n_rows * train), int(n_rows * test)
+    sizes = {"train": n_train, "val": n_rows - n_test - n_train, "test": n_test}
+    if min(sizes.values()) < 1:
+        raise ValueError(f"energy.data.split {list(split)}: {n_rows} rows give {sizes}: every split needs rows")
     return n_train, n_rows - n_test, n_rows
 
 

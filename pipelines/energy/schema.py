@@ -14,7 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CsvSchema", "ETT_HOURLY", "ETT_15MIN", "OPSD_DAILY", "ett_schema"]
+__all__ = [
+    "CsvSchema",
+    "ETT_15MIN",
+    "ETT_HOURLY",
+    "ETT_HOURLY_BORDERS",
+    "MIN_ROWS",
+    "OPSD_DAILY",
+    "ett_schema",
+    "rows_needed",
+    "split_fractions",
+]
+
+# How long a series must be to be split (pipelines/energy/data.py splits; validate checks the length).
+ETT_HOURLY_BORDERS = (12 * 30 * 24, 16 * 30 * 24, 20 * 30 * 24)  # 8640, 11520, 14400 rows
+MIN_ROWS = 300  # a split by time fractions needs this many rows (a 0.1 share is still 30 rows)
 
 
 @dataclass(frozen=True)
@@ -122,3 +136,31 @@ def ett_schema(name: str) -> CsvSchema:
         return _ETT_BY_NAME[stem]
     except KeyError:
         raise ValueError(f"unknown ETT dataset {name!r}; expected one of {sorted(_ETT_BY_NAME)}") from None
+
+
+def rows_needed(split, freq_seconds: int) -> int:
+    """The fewest data rows a series must have for `split` (checked by validate and by prepare).
+
+    "ett": the test border (14,400 hourly rows; x4 for 15-minute data). Fractions: MIN_ROWS, so that
+    every split holds at least a few dozen rows (and the scaler at least two).
+    """
+    if split == "ett":
+        if freq_seconds <= 0 or freq_seconds > 3600 or 3600 % freq_seconds:
+            raise ValueError(
+                f"energy.data.split: the ETT split is defined for hourly and 15-minute ETT data, not a "
+                f"{freq_seconds} s step; give [train, val, test] fractions instead"
+            )
+        return ETT_HOURLY_BORDERS[-1] * (3600 // freq_seconds)
+    split_fractions(split)
+    return MIN_ROWS
+
+
+def split_fractions(split) -> tuple[float, float, float]:
+    """(train, val, test) of a fraction split; ValueError naming energy.data.split when malformed."""
+    try:
+        train, val, test = (float(f) for f in split)
+    except (TypeError, ValueError):
+        raise ValueError(f"energy.data.split: {split!r} is neither 'ett' nor [train, val, test] fractions") from None
+    if min(train, val, test) <= 0 or abs(train + val + test - 1) > 1e-6:
+        raise ValueError(f"energy.data.split: fractions {split} must be positive and sum to 1")
+    return train, val, test

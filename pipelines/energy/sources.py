@@ -42,6 +42,9 @@ def pull(data, seed: int, out_dir: Path) -> Path:
 
     name, _ = raw_file(data)
     dest = out_dir / name
+    key = {"ett": "ett_mirror", "opsd": "opsd_url"}.get(data.source)
+    if key and not str(getattr(data, key) or "").strip():  # "" would read the working directory
+        raise ValueError(f"energy.data.{key} is empty: set energy.data.{key} to the URL or folder holding {name}")
     if data.source == "ett":
         fetch(resolve(data.ett_mirror, name), dest, checksum=data.checksums.get(name))
     elif data.source == "opsd":

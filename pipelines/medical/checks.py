@@ -10,7 +10,8 @@ frame indexed by the 1-based line number of the file it names (the header is lin
   the 14 findings (or 'No Finding' mixed with findings) stops validation as a read failure
   naming file and line: the label columns cannot even be built then.
 * ``images`` (one row per Data_Entry line): the entry's image is in the shard index, decodes
-  (every image is fully decoded, streaming one at a time: the expensive part), has the expected
+  (every image is fully decoded, streaming one at a time: the expensive part), is the format its
+  name promises (magic bytes and PIL's format: a JPEG saved as .png is refused), has the expected
   size and a PIL mode among `expected_modes` (NIH ships 'L' and a few 'RGBA' PNGs).
 * ``splits`` (one row per Data_Entry line): every image in exactly one official list, and no
   patient with images in both (patients must never straddle train and test).
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.validate import Check, read_failure
+from components.validate import Check, read_csv_cells, read_failure
 from pipelines.medical.sources import nih as S
 
 __all__ = ["MAX_AGE", "inspect_images", "medical_checks", "read_entry_cells", "read_list_lines"]
@@ -50,29 +50,6 @@ IMAGES_DIR = "images"
 
 
 # ---- reading (lenient: values are judged by the suites, only the layout is enforced) ---------
-
-
-def _read_csv_cells(path: Path, check: str) -> pd.DataFrame:
-    """Every cell as a string, blank lines kept (line numbers stay exact), index = file line."""
-    try:  # callers have read the header line: the file exists and is text
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            frame = pd.read_csv(
-                path,
-                dtype=str,
-                keep_default_na=False,
-                na_filter=False,
-                skip_blank_lines=False,
-                index_col=False,
-                encoding="utf-8",
-            )
-    except ValueError as e:  # includes UnicodeDecodeError and pandas' ParserError
-        raise read_failure(check, path, str(e).removeprefix(f"{path}: ")) from None
-    for w in caught:
-        if issubclass(w.category, pd.errors.ParserWarning):
-            raise read_failure(check, path, f"rows with more fields than the header: {w.message}")
-    frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
-    return frame.fillna("")
 
 
 def _to_number(cells: pd.Series, whole: bool) -> pd.Series:
@@ -104,7 +81,7 @@ def read_entry_cells(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise read_failure(
             check, path, f"line 1: not NIH's Data_Entry header: found {header!r}, expected {S.NIH_ENTRY_HEADER!r}"
         )
-    raw = _read_csv_cells(path, check)
+    raw = read_csv_cells(check, path)
     expected = len(S.ENTRY_COLUMNS) + trailing
     if raw.shape[1] != expected:
         raise read_failure(check, path, f"{raw.shape[1]} columns, expected {expected}")
@@ -155,7 +132,7 @@ def read_box_cells(path: Path) -> pd.DataFrame:
         raise read_failure(
             check, path, f"line 1: not NIH's BBox header: found {header!r}, expected {S.NIH_BOX_HEADER!r}"
         )
-    raw = _read_csv_cells(path, check)
+    raw = read_csv_cells(check, path)
     if raw.shape[1] > 6 and (extra := raw.iloc[:, 6:].ne("").any(axis=1)).any():
         line = int(raw.index[np.flatnonzero(extra.to_numpy())[0]])
         raise read_failure(check, path, f"line {line}: more than 6 fields")
@@ -173,19 +150,47 @@ def read_box_cells(path: Path) -> pd.DataFrame:
 # ---- images -----------------------------------------------------------------------------------
 
 
+# The format an image's name promises, by suffix, as PIL names it; the bytes must match it.
+FORMAT_OF_SUFFIX = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _sniff(data: bytes) -> str | None:
+    """The format the leading (magic) bytes show: "PNG", "JPEG" or None."""
+    if data.startswith(PNG_MAGIC):
+        return "PNG"
+    if data.startswith(JPEG_MAGIC):
+        return "JPEG"
+    return None
+
+
 def _inspect_one(reader, name: str) -> tuple:
-    """(present, decodable, width, height, mode, error) of one image, decoding it fully."""
+    """(present, decodable, width, height, mode, format_matches_name, error) of one image, decoding
+    it fully. format_matches_name: the magic bytes and PIL's format both are the one the name's
+    suffix promises (a JPEG saved as .png is False); None when the suffix promises none."""
     from PIL import Image
 
     if not isinstance(name, str) or name not in reader:
-        return False, None, None, None, None, "not in the image index"
+        return False, None, None, None, None, None, "not in the image index"
     try:
         data = reader.read(name)
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # the full decode: a truncated or corrupt stream fails here, not at open
-            return True, True, img.width, img.height, img.mode, None
+            found = img.format
+            size, mode = (img.width, img.height), img.mode
     except Exception as e:  # noqa: BLE001  PIL raises many types (OSError, SyntaxError, ...)
-        return True, False, None, None, None, f"{type(e).__name__}: {e}"
+        return True, False, None, None, None, None, f"{type(e).__name__}: {e}"
+    promised = FORMAT_OF_SUFFIX.get(Path(name).suffix.lower())
+    if promised is None:
+        return True, True, *size, mode, None, None
+    sniffed = _sniff(data)
+    if found == promised and sniffed == promised:
+        return True, True, *size, mode, True, None
+    what = sniffed or "unknown magic bytes"
+    if found != sniffed:
+        what += f", {found} to PIL"
+    return True, True, *size, mode, False, f"the bytes are {what}, but the name promises {promised}"
 
 
 def inspect_images(reader, names: Sequence[str], workers: int = 1) -> Iterator[tuple]:
@@ -214,7 +219,10 @@ def _images_frame(root: Path, entries: pd.DataFrame, workers: int) -> pd.DataFra
     finally:
         reader.close()
     frame = pd.DataFrame(
-        rows, index=entries.index, columns=["present", "decodable", "width", "height", "mode", "error"], dtype=object
+        rows,
+        index=entries.index,
+        columns=["present", "decodable", "width", "height", "mode", "format_matches_name", "error"],
+        dtype=object,
     )
     frame.insert(0, "image", entries["image"])
     for col in ("width", "height"):
@@ -294,6 +302,14 @@ def medical_checks(
         ),
         gxe.ExpectColumnValuesToBeInSet(
             column="mode", value_set=list(expected_modes), description="unexpected PIL image mode"
+        ),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="format_matches_name",
+            value_set=[True],
+            description=(
+                "the image's bytes (magic number and PIL format) are not the format its name promises, "
+                "e.g. a JPEG saved as .png"
+            ),
         ),
     ]
     if image_size is not None:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from components.fetch import FetchError, extract, fetch, resolve, verify
+from components.fetch import MAX_EXPANDED_BYTES, MAX_RATIO, Expansion, FetchError, extract, fetch, resolve, verify
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data" / "energy" / "ETTh1.csv"
+NIH_IMAGES = Path(__file__).parents[2].parent / "shared" / "data" / "medical" / "nih_chestxray14" / "images"
 NAME = "ETTh1.csv"
 FAST = dict(backoff=0.01, timeout=5.0, progress=False)  # keep retries quick
 
@@ -472,3 +473,92 @@ def test_corrupt_archive(dirs, payload):
     with pytest.raises(FetchError, match="not a tar or zip"):
         extract(not_archive, out / "t")
     assert list(out.iterdir()) == []
+
+
+# ---- decompression bombs: a 51 kB archive of zeros that would write 52 MB ------------------------
+
+BOMB = 52 * 10**6  # bytes of zeros: gzip/deflate squeeze them to about 51 kB
+
+
+def _zip(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_bomb_refused_by_ratio(dirs, kind):
+    archives, out = dirs
+    members = [("ok.txt", b"fine"), ("data/zeros.bin", bytes(BOMB))]
+    make = make_tar if kind == "tar.gz" else _zip
+    archive = make(archives / f"bomb.{kind}", members)
+    assert archive.stat().st_size < 120_000  # the bomb: ~51 kB that would write 52 MB
+    with pytest.raises(FetchError) as err:
+        extract(archive, out / "target")
+    message = str(err.value)
+    assert message.startswith(f"{archive}: refusing member 'data/zeros.bin'")
+    assert "max_ratio=100" in message and "decompression bomb" in message
+    assert list(out.iterdir()) == []  # no target, no staging folder
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_total_cap_refused(dirs, kind):
+    archives, out = dirs
+    make = make_tar if kind == "tar.gz" else _zip
+    archive = make(archives / f"big.{kind}", [("a.bin", bytes(600_000)), ("b.bin", bytes(600_000))])
+    with pytest.raises(FetchError, match=r"refusing member 'b\.bin'.*max_bytes=1,000,000 bytes"):
+        extract(archive, out / "target", max_bytes=1_000_000, max_ratio=10**6)
+    assert list(out.iterdir()) == []
+    # the same archive under a larger cap: the members expand as they should
+    files = extract(archive, out / "target", max_bytes=2_000_000, max_ratio=10**6)
+    assert sorted(p.name for p in files) == ["a.bin", "b.bin"]
+
+
+def test_existing_target_untouched_when_refused(dirs):
+    archives, out = dirs
+    target = out / "target"
+    target.mkdir()
+    (target / "keep.txt").write_bytes(b"keep")
+    archive = make_tar(archives / "bomb.tar.gz", [("keep.txt", b"overwritten"), ("zeros", bytes(BOMB))])
+    with pytest.raises(FetchError, match="refusing member 'zeros'"):
+        extract(archive, target)
+    assert (target / "keep.txt").read_bytes() == b"keep"
+    assert [p.name for p in out.iterdir()] == ["target"]
+
+
+def test_bytes_are_counted_as_they_stream_not_taken_from_headers(tmp_path):
+    """A header that understates its member (declared 10 bytes) is caught by the byte count."""
+    archive = tmp_path / "a.bin"
+    archive.write_bytes(b"x" * 1000)
+    budget = Expansion(archive, max_bytes=5 * 2**20, max_ratio=10**9)
+    budget.declare(10, "liar.bin")  # what the header says: fine
+    sink = io.BytesIO()
+    with pytest.raises(FetchError, match=r"refusing member 'liar\.bin': unpacked 6,291,456 bytes so far"):
+        budget.copy(io.BytesIO(bytes(64 * 2**20)), sink, "liar.bin")
+    assert sink.tell() <= 5 * 2**20  # the chunk past the cap was never written
+
+
+def test_ratio_needs_more_than_a_megabyte(tmp_path):
+    """A tar.gz of a few tiny files has a large ratio (512-byte blocks) and is no bomb."""
+    archive = make_tar(tmp_path / "tiny.tar.gz", [(f"f{i}.txt", b"x" * 300) for i in range(50)])
+    assert extract(archive, tmp_path / "t")
+
+
+def test_bad_caps_are_a_value_error(tmp_path):
+    archive = make_tar(tmp_path / "a.tar.gz", [("a", b"a")])
+    with pytest.raises(ValueError, match="must be positive"):
+        extract(archive, tmp_path / "t", max_ratio=0)
+
+
+def test_real_data_passes_the_default_caps(tmp_path):
+    if not DATA.is_file() or not NIH_IMAGES.is_dir():
+        pytest.skip(f"real samples not found at {DATA} and {NIH_IMAGES}")
+    assert MAX_RATIO == 100 and MAX_EXPANDED_BYTES >= 8 * 2**30  # NIH: ~4.5 GB from each ~4 GB archive
+    pngs = sorted(NIH_IMAGES.glob("*.png"))[:10]
+    members = [(DATA.name, DATA.read_bytes())] + [(f"images/{p.name}", p.read_bytes()) for p in pngs]
+    for make, name in ((make_tar, "real.tar.gz"), (_zip, "real.zip")):
+        archive = make(tmp_path / name, members)
+        files = extract(archive, tmp_path / name.replace(".", "_"))
+        assert len(files) == 11
+        assert (tmp_path / name.replace(".", "_") / DATA.name).read_bytes() == DATA.read_bytes()

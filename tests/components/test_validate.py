@@ -15,7 +15,9 @@ from components.validate import (
     Failure,
     ValidationFailed,
     ValidationResult,
+    read_csv_cells,
     read_failure,
+    require_text,
     run_checks,
     write_report,
 )
@@ -218,3 +220,43 @@ def test_import_is_lazy():
     root = Path(__file__).parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---- the shared CSV reader (energy and medical checks) -------------------------------------------
+
+
+def test_read_csv_cells_indexes_by_file_line(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,\n\n3,4\n")
+    cells = read_csv_cells("t.csv read", path)
+    assert list(cells.index) == [2, 3, 4] and cells.index.name == "line"  # the blank line 3 is kept
+    assert cells.loc[2].tolist() == ["1", ""] and cells.loc[4].tolist() == ["3", "4"]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "the file is empty"),
+        (b"a,b\n" + b"1,2\n" * 40000 + b"3,\x004\n", "binary file (a NUL byte at line 40002, byte 160006)"),
+        (b"a,b\n1,\xff\n", "not UTF-8 text (binary?): byte"),
+        (b"a\n1,2\n", "more fields than the header (line 1)"),
+    ],
+    ids=["empty", "nul-deep", "not-utf8", "surplus-field"],
+)
+def test_read_csv_cells_refuses_with_file_and_reason(tmp_path, content, reason):
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValidationFailed) as err:
+        read_csv_cells("t.csv read", path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot be read: ") and reason in message, message
+    assert len(message.splitlines()) == 1
+
+
+def test_require_text_scans_past_its_chunks(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"x\n" * 10 + b"\x00")
+    with pytest.raises(ValidationFailed, match=r"a NUL byte at line 11, byte 20\)"):
+        require_text("c", path, chunk_size=3)  # the NUL lies in the 7th chunk
+    with pytest.raises(ValidationFailed, match="cannot open the file"):
+        require_text("c", tmp_path / "absent.csv")

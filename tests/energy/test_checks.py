@@ -16,7 +16,7 @@ import pytest
 
 from components.validate import ValidationFailed, run_checks, write_report
 from pipelines.energy.checks import energy_checks
-from pipelines.energy.schema import ETT_15MIN, ETT_HOURLY, OPSD_DAILY, CsvSchema, ett_schema
+from pipelines.energy.schema import ETT_15MIN, ETT_HOURLY, MIN_ROWS, OPSD_DAILY, CsvSchema, ett_schema
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data" / "energy"
 ETTH1 = DATA / "ETTh1.csv"
@@ -294,7 +294,7 @@ def test_header_only_file_fails(tmp_path, etth1_lines):
     path = _write(tmp_path, etth1_lines[:1])
     result = _validate(path, ETT_HOURLY)
     assert not result.success
-    assert "0 data rows, expected at least 1" in result.error_message()
+    assert f"0 data rows, expected at least {MIN_ROWS}" in result.error_message()
 
 
 def test_unreadable_file_report_is_written(tmp_path):

@@ -125,3 +125,49 @@ def test_demo_generator_writes_the_ett_format(tmp_path):
     # daily seasonality is present: the lag-24 autocorrelation of a load is strong
     load = table["HUFL"].to_numpy()
     assert np.corrcoef(load[:-24], load[24:])[0, 1] > 0.5
+
+
+# ---- the benchmark's report table (benchmarks/energy.py; the benchmark itself takes hours) -----------
+
+
+@pytest.fixture(scope="module")
+def bench(repo_root):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_energy", repo_root / "benchmarks" / "energy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake(dataset: str | None, model: str, mse: float) -> list[dict]:
+    rows = []
+    for horizon in HORIZONS:
+        row = {"model": model, "horizon": horizon, "seed": 0, "test_mse": mse, "test_mae": mse / 2}
+        row.update(train_seconds=10.0, threads=2, seasonal_naive_mse=1.5)
+        if dataset is not None:
+            row["dataset"] = dataset
+        rows.append(row)
+    return rows
+
+
+def test_benchmark_table_names_its_dataset_and_compares_like_with_like(bench):
+    results = _fake("ETTh2", "patchtst", 0.111) + _fake("ETTh1", "patchtst", 0.999) + _fake(None, "dlinear", 0.888)
+    text = bench.table(results, "ETTh2", ["patchtst"])
+    assert text.startswith("ETTh2, every test window") and "ETTh1" not in text
+    assert "| patchtst (measured) | 1 | 0.111 / 0.056 |" in text
+    assert "0.999" not in text and "0.888" not in text  # ETTh1 runs (and unlabelled, older ones) left out
+    assert "| PatchTST/64 (published, drop_last) | - | 0.274 / - | 0.341 / - | 0.329 / - | 0.379 / - | |" in text
+    assert "0.370" not in text and "DLinear (published" not in text  # ETTh1's published rows stay with ETTh1
+
+    etth1 = bench.table(results, "ETTh1", ["patchtst", "dlinear"])
+    assert etth1.startswith("ETTh1, every test window")
+    assert "0.999" in etth1 and "0.888" in etth1 and "0.111" not in etth1  # rows without a dataset are ETTh1's
+    assert "| PatchTST/64 (published, drop_last) | - | 0.370 / 0.400 |" in etth1 and "0.274" not in etth1
+
+
+def test_benchmark_table_without_a_published_row_says_so(bench):
+    text = bench.table(_fake("OPSD", "dlinear", 0.5), "OPSD", ["dlinear"])
+    assert text.startswith("OPSD, every test window") and "published, drop_last" not in text
+    assert "No published row for OPSD" in text
+    assert set(bench.PUBLISHED) == {"ETTh1", "ETTh2", "ETTm1", "ETTm2"}  # BENCHMARKS.md

@@ -269,3 +269,31 @@ def test_demo_in_shards_passes_at_its_size(tmp_path):
     assert result.success, result.error_message()
     images = next(c.frame for c in checks if c.name.startswith("images"))
     assert set(images["mode"]) == {"L", "RGBA"} and np.all(images["width"] == 64)
+
+
+# ---- an image whose bytes are not the format its name promises ------------------------------------
+
+
+def test_jpeg_saved_as_png_is_flagged_with_its_line(tmp_path):
+    _need_nih()
+    names = sorted(p.name for p in (NIH / "images").iterdir())
+    victim = names[3]  # Data_Entry lists the sample's images in name order: line 5
+    buf = io.BytesIO()
+    with Image.open(NIH / "images" / victim) as img:
+        img.convert("L").save(buf, format="JPEG", quality=90)  # decodes fine, same size and mode
+    images = {n: NIH / "images" / n for n in names}
+    images[victim] = buf.getvalue()
+    root = _nih_folder(tmp_path / "raw", images=images)
+    checks = medical_checks(root, image_size=1024)
+    result = run_checks(checks)
+    assert not result.success
+    [failure] = result.failures
+    assert failure.column == "format_matches_name" and failure.unexpected_count == 1
+    frame = next(c.frame for c in checks if c.name.startswith("images"))
+    line = int(frame.index[frame["image"] == victim][0])
+    assert [ex["line"] for ex in failure.examples] == [line]
+    assert frame.loc[line, "error"] == "the bytes are JPEG, but the name promises PNG"
+    message = result.error_message()
+    assert f"{root / S.ENTRIES_FILE}: column 'format_matches_name', line {line}" in message
+    assert "e.g. a JPEG saved as .png" in message
+    assert frame["decodable"].all()  # PIL decodes it: only the format check catches it

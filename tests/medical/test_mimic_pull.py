@@ -418,3 +418,18 @@ def test_cli_pull_then_validate_says_what_is_missing(server, monkeypatch, tmp_pa
     assert main(["medical", "validate", *sets]) == 1  # honest: no MIMIC suite downstream yet
     assert "has no validation suite yet" in capsys.readouterr().err
     assert os.environ[M.PASSWORD_VAR] == PASSWORD  # untouched
+
+
+def test_reports_zip_bomb_is_refused(tmp_path):
+    archive = tmp_path / M.REPORTS_ZIP
+    bomb = "files/p10/p10000032/s50414267.txt"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("files/p10/p10000032/s50414268.txt", "FINDINGS: clear.\n")
+        zf.writestr(bomb, b" " * (52 * 10**6))  # ~51 kB that would expand to 52 MB of "report"
+    reports = M._zip_reports(archive)
+    assert next(reports)[0] == "files/p10/p10000032/s50414268.txt"
+    with pytest.raises(ValueError, match=rf"{archive}: refusing member '{bomb}'.*max_ratio=100"):
+        next(reports)
+    small = M._zip_reports(archive, max_bytes=1000, max_ratio=10**9)
+    with pytest.raises(ValueError, match=r"max_bytes=1,000 bytes"):
+        list(small)

@@ -703,3 +703,61 @@ def test_open_images_over_shards_and_folders(five, tmp_path):
         loose.read("../sharded/index.json")
     with pytest.raises(ShardError, match="no such image folder"):
         open_images(tmp_path / "missing")
+
+
+# ---- decompression bombs: the NIH shard builder and pull_nih --------------------------------------
+
+BOMB = 52 * 10**6  # bytes of zeros in one member: gzip squeezes them to about 51 kB
+
+
+def test_bomb_archive_refused_by_the_shard_builder(nih, tmp_path):
+    png = IMAGES / "00000075_000.png"
+    archive = _tar_gz(
+        tmp_path / "images_001.tar.gz",
+        [(f"images/{png.name}", png.read_bytes()), ("images/00000002_000.png", bytes(BOMB))],
+    )
+    assert archive.stat().st_size < 600_000
+    with pytest.raises(ShardError) as err:
+        shards_from_nih_archive(archive, tmp_path / "out", 10)
+    message = str(err.value)
+    assert message.startswith(f"{archive}: refusing member 'images/00000002_000.png'")
+    assert "max_ratio=100" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images_001.tar.gz"]  # no shards, no staging
+
+
+def test_total_cap_and_member_cap_of_the_shard_builder(five, tmp_path):
+    pngs = list(five.values())[:3]
+    archive = _tar_gz(tmp_path / "a.tar.gz", [(f"images/{p.name}", p.read_bytes()) for p in pngs])
+    total = sum(p.stat().st_size for p in pngs)
+    assert len(list(iter_tar_members(archive))) == 3  # the real PNGs pass the defaults
+    with pytest.raises(ShardError, match=rf"refusing member 'images/{pngs[-1].name}'.*max_bytes={total - 1:,}"):
+        list(iter_tar_members(archive, max_bytes=total - 1))
+    with pytest.raises(ShardError, match=rf"refusing member 'images/{pngs[0].name}'.*more than max_member=1,000"):
+        list(iter_tar_members(archive, max_member=1000))
+
+
+@pytest.mark.parametrize("keep_archives", [False, True])
+def test_failed_nih_pull_leaves_no_staging_folder(mirror, tmp_path, keep_archives):
+    folder, _, md5 = mirror
+    bomb = _tar_gz(folder / "images_002.tar.gz", [("images/00000002_000.png", bytes(BOMB))])
+    bomb_md5 = hashlib.md5(bomb.read_bytes()).hexdigest()
+    sums = {"images_001.tar.gz": f"md5:{md5}", "images_002.tar.gz": f"md5:{bomb_md5}"}
+    out = tmp_path / "data" / "raw"
+    with pytest.raises(ShardError, match=r"images_002\.tar\.gz: refusing member"):
+        S.pull_nih(str(folder), out, archives=sorted(sums), checksums=sums, shard_size=1, keep_archives=keep_archives)
+    assert not (out / "images").exists()
+    assert not any(p.name.startswith(".images") for p in out.iterdir())
+    left = sorted(p.name for p in (tmp_path / "data").iterdir())
+    if keep_archives:  # the verified good archive stays for a re-run; the refused one is gone
+        assert left == [".raw-archives", "raw"]
+        assert [p.name for p in (tmp_path / "data" / ".raw-archives").iterdir()] == ["images_001.tar.gz"]
+    else:
+        assert left == ["raw"]  # no .raw-archives left behind
+
+
+def test_unset_nih_mirror_names_the_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty mirror must not read the working directory
+    for value in ("", "  "):
+        with pytest.raises(ValueError, match="medical.data.mirror is empty: set medical.data.mirror"):
+            S.pull_nih(value, tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()

@@ -22,6 +22,7 @@ never written to params, logs, MLflow or error messages.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import os
 import re
@@ -373,8 +374,22 @@ def _member_stream(
         yield item
 
 
-def _zip_reports(archive: Path) -> Iterator[tuple[str, bytes]]:
-    """(files/pXX/pYYY/sZZZ.txt, text bytes) of every report in MIMIC-CXR's reports zip."""
+def _zip_reports(
+    archive: Path, max_bytes: int | None = None, max_ratio: float | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """(files/pXX/pYYY/sZZZ.txt, text bytes) of every report in MIMIC-CXR's reports zip.
+
+    The zip is held to components.fetch's expansion caps (defaults: 16 GiB, 100 times its size;
+    the real one is ~140 MB of text), counted on the bytes read, not on the entries' declared sizes.
+    """
+    from components.fetch import MAX_EXPANDED_BYTES, MAX_RATIO, Expansion
+
+    budget = Expansion(
+        archive,
+        MAX_EXPANDED_BYTES if max_bytes is None else max_bytes,
+        MAX_RATIO if max_ratio is None else max_ratio,
+        error=ValueError,
+    )
     try:
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
@@ -382,7 +397,11 @@ def _zip_reports(archive: Path) -> Iterator[tuple[str, bytes]]:
                 at = name.find("files/")  # tolerate a top-level folder in front of files/
                 if info.is_dir() or at < 0 or not _REPORT_NAME.fullmatch(name[at:]):
                     continue
-                yield name[at:], zf.read(info)
+                budget.declare(info.file_size, info.filename)
+                data = io.BytesIO()
+                with zf.open(info) as f:
+                    budget.copy(f, data, info.filename)
+                yield name[at:], data.getvalue()
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise ValueError(f"{archive}: cannot read the reports zip: {e}") from None
 

@@ -6,7 +6,10 @@ report-mined labels (`Data_Entry_2017_v2020.csv`), boxes for 8 of them on ~1,000
 Open data ("usage unrestricted"; cite the paper, link https://nihcc.app.box.com/v/ChestXray-NIHCC,
 acknowledge the NIH Clinical Center). `pull_nih` fetches from any mirror, checks NIH's published
 MD5s and streams the twelve images_XXX.tar.gz straight into tar shards (shards.py): 112,120 loose
-files never touch data/.
+files never touch data/; an archive expanding past the caps of components.fetch.Expansion is refused.
+`pull_nih_folder` takes NIH's layout unpacked in a local folder (source nih_folder), refusing
+symbolic links; an unset mirror or folder is named as the key to set, never read as the working
+directory.
 
 The 14 FINDINGS, the patient-wise split and the image decoder defined here are shared by the
 other sources: mimic.py (MIMIC-CXR-JPG from PhysioNet, labels mapped onto these findings) and
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,19 +340,31 @@ def pull_nih(
     checksums: dict[str, str] | None = None,  # file -> "md5:<hex>"/"sha256:<hex>", over NIH_ARCHIVES
     keep_archives: bool = False,  # keep the downloaded tar.gz (resumable re-runs, +42 GB on disk)
     download_dir: Path | None = None,  # None: a hidden sibling of out_dir, outside DVC's output
+    max_bytes: int | None = None,  # bytes one archive may expand to; None: fetch.MAX_EXPANDED_BYTES (16 GiB)
+    max_ratio: float | None = None,  # expanded / compressed size of one archive; None: fetch.MAX_RATIO (100)
 ) -> dict:
     """Fetch NIH ChestX-ray14 from `mirror` (URL or folder holding NIH's file names) into out_dir.
 
     out_dir gets the two CSVs and two split lists (checked by the readers above) and `images/`,
     a shard folder (shards.py) built by streaming each archive's members: no loose PNGs ever land
     on disk. Archives are fetched one at a time, verified against NIH's MD5s, sharded, then deleted
-    unless `keep_archives`, so peak extra disk is one archive (~4 GB). A failure anywhere leaves no
-    `images/` (an earlier complete one is kept); `fetch` skips files already present and verified.
-    `archives` defaults to all twelve; with a subset, entries outnumber images (filter by shard).
+    unless `keep_archives`, so peak extra disk is one archive (~4 GB). An archive expanding past
+    `max_bytes` or `max_ratio` times its size is refused (NIH's: ~4 GB -> ~4.5 GB, a ratio near 1).
+    A failure anywhere leaves no `images/` (an earlier complete one is kept) and no download folder
+    (with `keep_archives`, the verified archives that were not refused stay in it for a re-run);
+    `fetch` skips files already present and verified. `archives` defaults to all twelve; with a
+    subset, entries outnumber images (filter by shard).
     """
+    import shutil
+
     from components.fetch import fetch, resolve
     from pipelines.medical.sources.shards import SHARD_SIZE, ShardReader, iter_tar_members, write_shards
 
+    if not str(mirror or "").strip():
+        raise ValueError(
+            "medical.data.mirror is empty: set medical.data.mirror to the folder or URL holding NIH's "
+            f"{ENTRIES_FILE}, {BOXES_FILE}, the split lists and images_001.tar.gz ... images_012.tar.gz"
+        )
     out_dir = Path(out_dir)
     sums = {**NIH_ARCHIVES, **(checksums or {})}
     archives = sorted(NIH_ARCHIVES) if archives is None else list(archives)
@@ -365,17 +381,27 @@ def pull_nih(
         raise ValueError(f"{out_dir}: {len(overlap)} image(s) in both split lists, e.g. {sorted(overlap)[:5]}")
 
     download_dir = Path(download_dir or out_dir.parent / f".{out_dir.name}-archives")
+    streaming: list[Path] = []  # the archive being streamed, if any: refused archives are never kept
 
     def members() -> Iterator[tuple[str, bytes]]:
         for name in archives:
             path = fetch(resolve(mirror, name), download_dir / name, checksum=sums[name])
             log.info("%s: verified; streaming into shards", name)
-            yield from iter_tar_members(path)
+            streaming[:] = [path]
+            yield from iter_tar_members(path, max_bytes=max_bytes, max_ratio=max_ratio)
+            streaming.clear()
             if not keep_archives:
                 path.unlink()
 
     try:
         shards = write_shards(members(), out_dir / "images", shard_size or SHARD_SIZE)
+    except BaseException:
+        if not keep_archives:
+            shutil.rmtree(download_dir, ignore_errors=True)
+        else:
+            for path in streaming:
+                path.unlink(missing_ok=True)
+        raise
     finally:
         if download_dir.is_dir() and not any(download_dir.iterdir()):
             download_dir.rmdir()
@@ -395,3 +421,79 @@ def pull_nih(
     }
     log.info("NIH ChestX-ray14 pulled into %s: %s", out_dir, summary)
     return summary
+
+
+# ---- NIH's layout unpacked in a local folder (source nih_folder, and the demo) -------------------
+
+
+def check_nih_folder(folder: str | Path, split_lists: str | Path = "", *, key: str = "medical.data.folder") -> dict:
+    """Where each of NIH's files is in an unpacked folder: {table name: path, ..., "images": [PNG paths]}.
+
+    The tables are taken from `folder`, the split lists from `split_lists` when `folder` lacks them.
+    Refused, with a message naming the file and the key to set: an empty `folder` (it would read the
+    working directory), a missing folder, table or images/, a folder without PNGs, and any table or
+    image that is a symbolic link or resolves outside its folder (a link could copy /etc/passwd).
+    """
+    if not str(folder or "").strip():
+        raise ValueError(
+            f"{key} is empty: set {key} to a folder in NIH's layout ({ENTRIES_FILE}, {BOXES_FILE}, "
+            f"images/*.png; {TRAIN_VAL_LIST} and {TEST_LIST} there or in medical.data.split_lists)"
+        )
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (set {key} to a folder in NIH's layout)")
+    found: dict = {}
+    for name in NIH_TABLES:
+        source = folder / name
+        if not os.path.lexists(source) and str(split_lists or "").strip():
+            source = Path(split_lists) / name
+        if not os.path.lexists(source):
+            raise FileNotFoundError(f"{folder / name}: missing (set medical.data.split_lists for the lists)")
+        found[name] = _regular_inside(source, source.parent)
+    images = folder / "images"
+    if not images.is_dir() or images.is_symlink():
+        why = "a symbolic link, refused" if images.is_symlink() else "missing"
+        raise FileNotFoundError(f"{images}: {why} (NIH's layout keeps the PNGs in images/)")
+    with os.scandir(images) as it:
+        pngs = sorted((Path(e.path) for e in it if e.name.lower().endswith(".png")), key=lambda p: p.name)
+    if not pngs:
+        raise FileNotFoundError(f"{images}: no PNG images")
+    found["images"] = [_regular_inside(p, images) for p in pngs]
+    return found
+
+
+def _regular_inside(path: Path, root: Path) -> Path:
+    """`path` itself when it is a regular file, not a link, inside `root`; ValueError otherwise."""
+    if path.is_symlink():
+        raise ValueError(
+            f"{path}: is a symbolic link to {os.readlink(path)!r}; refusing to follow it "
+            "(a source folder must hold the files themselves)"
+        )
+    if not os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
+        raise ValueError(f"{path}: resolves to {os.path.realpath(path)}, outside {root}; refusing it")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a regular file")
+    return path
+
+
+def pull_nih_folder(
+    folder: str | Path,
+    out_dir: Path,
+    split_lists: str | Path = "",
+    *,
+    shard_size: int | None = None,  # images per shard; None: shards.SHARD_SIZE
+    key: str = "medical.data.folder",  # the config key named when `folder` is unset
+) -> list[Path]:
+    """Copy NIH's tables from an unpacked folder (check_nih_folder) into out_dir and shard its PNGs
+    into out_dir/images; links are refused, never followed. Returns the files written."""
+    from components.io import atomic_write
+    from pipelines.medical.sources.shards import SHARD_SIZE, read_regular, write_shards
+
+    found = check_nih_folder(folder, split_lists, key=key)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in NIH_TABLES:
+        # O_NOFOLLOW: a link swapped in since the check still fails
+        atomic_write(out_dir / name, read_regular(found[name], "table"))
+    shards = write_shards(((p.name, p) for p in found["images"]), out_dir / "images", shard_size or SHARD_SIZE)
+    return [*(out_dir / n for n in NIH_TABLES), *shards, out_dir / "images" / "index.json"]

@@ -40,6 +40,7 @@ log = logging.getLogger("scifolio.medical.shards")
 INDEX = "index.json"
 INDEX_FORMAT = 1  # bump when the index layout changes
 SHARD_SIZE = 5000  # images per shard: NIH's 1024-px PNGs (~400 kB) give ~2 GB shards, 23 in all
+MAX_MEMBER_BYTES = 256 * 2**20  # one archive member read into memory; NIH's PNGs are under 1 MB
 
 __all__ = [
     "INDEX",
@@ -49,6 +50,7 @@ __all__ = [
     "ShardReader",
     "iter_tar_members",
     "open_images",
+    "read_regular",
     "shard_name",
     "shards_from_nih_archive",
     "write_shards",
@@ -90,13 +92,19 @@ def _replace_dir(staged: Path, out_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def read_regular(path: Path, what: str = "image") -> bytes:
+    """The bytes of a regular file, never read through a symbolic link (a link in a source folder
+    could point anywhere, /etc/passwd included: components.fetch.open_regular); errors name the file."""
+    from components.fetch import open_regular
+
+    with open_regular(path, f"{path}: cannot read {what}", ShardError) as f:
+        return f.read()
+
+
 def _as_bytes(name: str, item: bytes | str | Path) -> bytes:
     if isinstance(item, (bytes, bytearray, memoryview)):
         return bytes(item)
-    try:
-        return Path(item).read_bytes()
-    except OSError as e:
-        raise ShardError(f"{item}: cannot read image {name!r}: {e.strerror or e}") from e
+    return read_regular(Path(item), f"image {name!r}")
 
 
 def write_shards(
@@ -151,13 +159,32 @@ def write_shards(
     return [out_dir / s for s in shards]
 
 
-def iter_tar_members(archive: str | Path) -> Iterator[tuple[str, bytes]]:
+def iter_tar_members(
+    archive: str | Path,
+    *,
+    max_bytes: int | None = None,  # total bytes the archive may expand to; None: fetch.MAX_EXPANDED_BYTES
+    max_ratio: float | None = None,  # expanded bytes per archive byte; None: fetch.MAX_RATIO
+    max_member: int = MAX_MEMBER_BYTES,  # one member is held in memory: an image is far smaller
+) -> Iterator[tuple[str, bytes]]:
     """Stream (image name, bytes) from a tar archive (any compression) without touching the disk.
 
     NIH's images_XXX.tar.gz hold `images/<name>.png`; the folder part is dropped, so names are flat.
-    Folders are skipped; unsafe names ('..', absolute), links, devices and fifos are refused.
+    Folders are skipped; unsafe names ('..', absolute), links, devices and fifos are refused, and so
+    is an archive expanding past `max_bytes` or `max_ratio` times its own size (components.fetch's
+    Expansion: declared sizes are checked at each header, the bytes really read are counted).
     """
+    from components.fetch import MAX_EXPANDED_BYTES, MAX_RATIO, Expansion
+
     archive = Path(archive)
+    try:
+        budget = Expansion(
+            archive,
+            MAX_EXPANDED_BYTES if max_bytes is None else max_bytes,
+            MAX_RATIO if max_ratio is None else max_ratio,
+            error=ShardError,
+        )
+    except FileNotFoundError:
+        raise ShardError(f"{archive}: no such archive") from None
     try:
         with tarfile.open(archive, "r|*") as tar:  # stream mode: one pass, no seeking back
             for m in tar:
@@ -166,9 +193,17 @@ def iter_tar_members(archive: str | Path) -> Iterator[tuple[str, bytes]]:
                     continue
                 if not m.isfile():
                     raise ShardError(f"{archive}: refusing member {m.name!r}: not a regular file")
+                if m.size > max_member:
+                    raise ShardError(
+                        f"{archive}: refusing member {m.name!r}: {m.size:,} bytes, more than max_member="
+                        f"{max_member:,} (an image is a few MB at most)"
+                    )
+                budget.declare(m.size, m.name)
                 f = tar.extractfile(m)
                 assert f is not None  # a regular file always has a body
-                yield PurePosixPath(m.name.replace("\\", "/")).name, f.read()
+                data = io.BytesIO()
+                budget.copy(f, data, m.name)
+                yield PurePosixPath(m.name.replace("\\", "/")).name, data.getvalue()
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:  # truncated, bad gzip CRC...
         raise ShardError(f"{archive}: cannot read archive: {type(e).__name__}: {e}") from e
 
@@ -280,7 +315,11 @@ class ShardReader:
 
 
 class FolderImages:
-    """The ShardReader interface over a plain folder of image files (the demo's loose PNGs)."""
+    """The ShardReader interface over a plain folder of image files (the demo's loose PNGs).
+
+    Symbolic links are refused, at opening and at every read: a link in an image folder could
+    point anywhere (/etc/passwd) and its bytes would pass for an image's.
+    """
 
     SUFFIXES = (".png", ".jpg", ".jpeg")  # what counts as an image in the folder
 
@@ -288,7 +327,14 @@ class FolderImages:
         self.root = Path(folder)
         if not self.root.is_dir():
             raise ShardError(f"{self.root}: no such image folder")
-        self._names = sorted(p.name for p in self.root.iterdir() if p.suffix.lower() in self.SUFFIXES)
+        with os.scandir(self.root) as it:
+            entries = [e for e in it if Path(e.name).suffix.lower() in self.SUFFIXES]
+        if links := sorted(e.name for e in entries if e.is_symlink()):
+            raise ShardError(
+                f"{self.root}: {len(links)} image(s) are symbolic links, e.g. {links[0]!r} -> "
+                f"{os.readlink(self.root / links[0])!r}; refusing to follow links out of the image folder"
+            )
+        self._names = sorted(e.name for e in entries)
 
     def names(self) -> list[str]:
         return list(self._names)
@@ -297,14 +343,17 @@ class FolderImages:
         return len(self._names)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and "/" not in name and (self.root / name).is_file()
+        if not isinstance(name, str) or "/" in name or "\\" in name:
+            return False
+        path = self.root / name
+        return path.is_file() and not path.is_symlink()
 
     def read(self, name: str) -> bytes:
         _check_name(name, str(self.root))
-        try:
-            return (self.root / name).read_bytes()
-        except FileNotFoundError:
-            raise KeyError(f"{self.root}: no image {name!r}") from None
+        path = self.root / name
+        if not os.path.lexists(path):
+            raise KeyError(f"{self.root}: no image {name!r}")
+        return read_regular(path)
 
     def close(self) -> None:
         pass
