@@ -72,10 +72,10 @@ def run_one(args, model: str, horizon: int, seed: int, paths) -> dict:
 
     overrides = [f"energy.model.name={model}", f"energy.window.horizon={horizon}", f"seed={seed}", *args.overrides]
     cfg = load_config("energy", ENERGY.section, REPO / "params.yaml", "full", overrides)
-    dm = ENERGY.datamodule(cfg, paths.prepared)
+    dm = ENERGY.datamodule(cfg, paths)
     module = ENERGY.build_module(cfg, dm, {})
     with tempfile.TemporaryDirectory() as ckpt:
-        result = fit(module, dm, cfg.project.train, Path(ckpt), seed)
+        result = fit(module, dm, cfg.project.train, Path(ckpt), ENERGY.objective.select, seed)
         load_best_weights(module, result.best_checkpoint)
     evaluation = evaluate(module.net, dm, ett_schema(args.dataset).freq_seconds)
     m = evaluation.metrics

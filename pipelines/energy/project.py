@@ -46,7 +46,7 @@ class Energy(MonitoringModule):
         from pipelines.energy.checks import energy_checks
 
         name, schema = sources.raw_file(cfg.project.data)
-        return energy_checks(paths.raw / name, schema)
+        return energy_checks(paths.raw / name, schema, split=cfg.project.data.split)
 
     def prepare(self, cfg, paths: Paths, out: Path) -> dict:
         from pipelines.energy.data import count_windows, prepare, window_ranges

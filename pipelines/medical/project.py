@@ -42,7 +42,6 @@ class Medical(MonitoringModule):
     def pull(self, cfg, out: Path) -> list[Path]:
         from pipelines.medical.sources.demo import write_demo
         from pipelines.medical.sources.mimic import pull_mimic
-        from pipelines.medical.sources.shards import write_shards
 
         data = cfg.project.data
         if data.source == "nih":
@@ -51,24 +50,12 @@ class Medical(MonitoringModule):
             pull_mimic(
                 data.mimic_jpg_url, out, data.mimic_reports_url, data.mimic_max_studies, shard_size=data.shard_size
             )
-        elif data.source in ("nih_folder", "demo"):
+        elif data.source == "nih_folder":  # NIH's layout unpacked; links and a missing folder are refused
+            S.pull_nih_folder(data.folder, out, data.split_lists, shard_size=data.shard_size)
+        elif data.source == "demo":  # the generator writes NIH's layout, then the same reader runs
             with tempfile.TemporaryDirectory() as tmp:
-                folder = Path(data.folder)
-                if data.source == "demo":
-                    folder = write_demo(Path(tmp) / "nih", data.demo_patients, (1, 3), data.demo_size, cfg.seed)
-                for name in S.NIH_TABLES:
-                    source = folder / name
-                    if not source.exists() and data.split_lists:
-                        source = Path(data.split_lists) / name
-                    if not source.exists():
-                        raise FileNotFoundError(
-                            f"{folder / name}: missing (set medical.data.split_lists for the lists)"
-                        )
-                    shutil.copy(source, out / name)
-                pngs = sorted((folder / "images").glob("*.png"))
-                if not pngs:
-                    raise FileNotFoundError(f"{folder / 'images'}: no PNG images")
-                write_shards(((p.name, p) for p in pngs), out / "images", data.shard_size)
+                folder = write_demo(Path(tmp) / "nih", data.demo_patients, (1, 3), data.demo_size, cfg.seed)
+                S.pull_nih_folder(folder, out, data.split_lists, shard_size=data.shard_size)
         else:
             raise ValueError(f"medical.data.source: {data.source!r} is not one of nih, nih_folder, demo, mimic")
         return sorted(p for p in out.rglob("*") if p.is_file())
