@@ -20,3 +20,14 @@ def check_prob(name: str, value) -> None:
 def check_bool(name: str, value) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
+
+
+def model_class(models: dict[str, type], hparams_of: dict[str, tuple[str, ...]], name: str, hparams: dict) -> type:
+    """The network class called `name`, once `hparams` are known to be among those it takes (else ValueError)."""
+    if name not in models:
+        raise ValueError(f"unknown model {name!r}; valid models: {sorted(models)}")
+    valid = hparams_of[name]
+    unknown = sorted(set(hparams) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown hyper-parameter(s) {unknown} for model {name!r}; valid: {list(valid) or 'none'}")
+    return models[name]

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from components.arguments import check_bool as _check_bool
 from components.arguments import check_int as _check_int
 from components.arguments import check_prob as _check_prob
+from components.arguments import model_class
 
 __all__ = [
     "RevIN",
@@ -417,18 +418,12 @@ def build_model(name: str, seq_len: int, pred_len: int, n_channels: int, **hpara
 
     SeasonalNaive does not take n_channels (it has no per-channel state) and needs `period`.
     """
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: {sorted(_MODELS)}")
-    valid = MODEL_HPARAMS[name]
-    unknown = sorted(set(hparams) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown hyper-parameter(s) {unknown} for model {name!r}; valid: {list(valid) or 'none'}")
-    cls = _MODELS[name]
+    cls = model_class(_MODELS, MODEL_HPARAMS, name, hparams)
     # a missing required hyper-parameter (SeasonalNaive's period) is a ValueError too, not a TypeError
     required = [
         p.name
         for p in inspect.signature(cls).parameters.values()
-        if p.name in valid and p.default is inspect.Parameter.empty
+        if p.name in MODEL_HPARAMS[name] and p.default is inspect.Parameter.empty
     ]
     missing = [p for p in required if p not in hparams]
     if missing:

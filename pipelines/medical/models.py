@@ -33,6 +33,7 @@ from monai.networks.nets import DenseNet121
 
 from components.arguments import check_int as _check_int
 from components.arguments import check_prob as _check_prob
+from components.arguments import model_class
 
 __all__ = [
     "load_densenet_weights",
@@ -416,13 +417,7 @@ def build_model(name: str, n_findings: int, vocab_size: int | None = None, **hpa
 
     The DenseNet baseline has no text branch and ignores `vocab_size`; the multimodal model needs it.
     """
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: {sorted(_MODELS)}")
-    valid = MODEL_HPARAMS[name]
-    unknown = sorted(set(hparams) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown hyper-parameter(s) {unknown} for model {name!r}; valid: {list(valid) or 'none'}")
-    cls = _MODELS[name]
+    cls = model_class(_MODELS, MODEL_HPARAMS, name, hparams)
     if "vocab_size" in inspect.signature(cls).parameters:
         if vocab_size is None:
             raise ValueError(f"model {name!r} requires vocab_size (the tokenizer's get_vocab_size())")

@@ -52,17 +52,27 @@ def test_huge_files_are_refused(tmp_path):
     with pytest.raises(InputError, match="too large"):
         read_image(big)
     wide = tmp_path / "wide.png"
-    Image.new("L", (8001, 2)).save(wide)
-    with pytest.raises(InputError, match="8000 px"):
+    Image.new("L", (4500, 4500)).save(wide)  # a small file: the pixels are refused from the header
+    with pytest.raises(InputError, match="4500x4500 px"):
         read_image(wide)
 
 
+def test_images_the_model_refuses_are_refused_by_the_app_too(tmp_path):
+    """The app applies the registered model's own image limits (pyfunc.check_image_header)."""
+    Image.new("L", (1, 1)).save(tmp_path / "dot.png")
+    with pytest.raises(InputError, match="at least 32 px"):
+        read_image(tmp_path / "dot.png")
+    Image.new("L", (64, 64)).save(tmp_path / "film.gif")
+    with pytest.raises(InputError, match="PNG or JPEG"):
+        read_image(tmp_path / "film.gif")
+
+
 def test_modes_are_converted_to_gray(tmp_path):
-    Image.new("RGBA", (20, 10), (100, 100, 100, 255)).save(tmp_path / "rgba.png")
-    Image.new("RGB", (20, 10), (50, 50, 50)).save(tmp_path / "rgb.jpg")
+    Image.new("RGBA", (40, 32), (100, 100, 100, 255)).save(tmp_path / "rgba.png")
+    Image.new("RGB", (40, 32), (50, 50, 50)).save(tmp_path / "rgb.jpg")
     for name in ("rgba.png", "rgb.jpg"):
         film = read_image(tmp_path / name)
-        assert film.dtype == np.uint8 and film.shape == (10, 20)
+        assert film.dtype == np.uint8 and film.shape == (32, 40)
     assert read_image(NIH_SAMPLE).ndim == 2  # the real RGBA sample
 
 
@@ -112,7 +122,8 @@ def app_url(tmp_path_factory):
     paths = Paths.of("medical", tmp / "data")
     for stage in ("pull", "validate", "prepare", "train", "evaluate", "register"):
         stages.run(MEDICAL, cfg, stage, paths)
-    classifier, info = load_champion()
+    classifier, info = load_champion(cfg.model_name)
+    assert info["model"] == "medical-demo"
     app = build_app(classifier, info)
     port = _free_port()
     app.launch(server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)

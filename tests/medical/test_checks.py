@@ -23,26 +23,7 @@ from pipelines.medical.checks import medical_checks, read_entry_cells
 from pipelines.medical.sources import nih as S
 from pipelines.medical.sources.demo import write_demo
 from pipelines.medical.sources.shards import write_shards
-
-NIH = Path(__file__).parents[2].parent / "shared" / "data" / "medical" / "nih_chestxray14"
-OFFICIAL_TEST = {  # SOURCE.md: the sample's images in NIH's official test_list.txt
-    "00001369_000.png",
-    "00001933_000.png",
-    "00007417_000.png",
-    "00007498_000.png",
-    "00009745_000.png",
-    "00012609_000.png",
-    "00013125_000.png",
-    "00015192_000.png",
-    "00015649_000.png",
-    "00016587_000.png",
-    "00017611_000.png",
-    "00018999_000.png",
-    "00022084_000.png",
-    "00022178_000.png",
-    "00022572_000.png",
-    "00026911_000.png",
-}
+from tests.medical.nih_sample import NIH, OFFICIAL_TEST
 
 
 def _need_nih() -> Path:

@@ -30,27 +30,8 @@ from pipelines.medical.sources import nih as S
 from pipelines.medical.sources.demo import write_demo
 from pipelines.medical.sources.shards import open_images, write_shards
 from pipelines.medical.text import metadata_text
+from tests.medical.nih_sample import NIH, OFFICIAL_TEST, RGBA
 
-NIH = Path(__file__).parents[2].parent / "shared" / "data" / "medical" / "nih_chestxray14"
-RGBA = ("00000100_000.png", "00001369_000.png", "00004934_000.png", "00005813_000.png")
-OFFICIAL_TEST = {  # SOURCE.md
-    "00001369_000.png",
-    "00001933_000.png",
-    "00007417_000.png",
-    "00007498_000.png",
-    "00009745_000.png",
-    "00012609_000.png",
-    "00013125_000.png",
-    "00015192_000.png",
-    "00015649_000.png",
-    "00016587_000.png",
-    "00017611_000.png",
-    "00018999_000.png",
-    "00022084_000.png",
-    "00022178_000.png",
-    "00022572_000.png",
-    "00026911_000.png",
-}
 COLUMNS = ["image", "patient_id", "split", "age", "sex", "view", *S.FINDINGS, "text"]
 
 

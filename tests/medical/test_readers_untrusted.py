@@ -14,8 +14,7 @@ import pytest
 
 from pipelines.medical.sources import nih as S
 from pipelines.medical.sources.shards import FolderImages, ShardError, ShardReader, open_images, write_shards
-
-NIH = Path(__file__).parents[2].parent / "shared" / "data" / "medical" / "nih_chestxray14"
+from tests.medical.nih_sample import NIH
 
 
 def _need_nih() -> Path:

@@ -37,8 +37,8 @@ from pipelines.medical.sources.shards import (
     shards_from_nih_archive,
     write_shards,
 )
+from tests.medical.nih_sample import NIH, OFFICIAL_TEST, RGBA
 
-NIH = Path(__file__).parents[2].parent / "shared" / "data" / "medical" / "nih_chestxray14"
 ENTRIES = NIH / "Data_Entry_2017_v2020.csv"
 BOXES = NIH / "BBox_List_2017.csv"
 IMAGES = NIH / "images"
@@ -61,25 +61,6 @@ LABEL_COUNTS = {
     "Pneumothorax": 6,
 }
 NO_FINDING_COUNT = 11
-RGBA = ("00000100_000.png", "00001369_000.png", "00004934_000.png", "00005813_000.png")
-OFFICIAL_TEST = {
-    "00001369_000.png",
-    "00001933_000.png",
-    "00007417_000.png",
-    "00007498_000.png",
-    "00009745_000.png",
-    "00012609_000.png",
-    "00013125_000.png",
-    "00015192_000.png",
-    "00015649_000.png",
-    "00016587_000.png",
-    "00017611_000.png",
-    "00018999_000.png",
-    "00022084_000.png",
-    "00022178_000.png",
-    "00022572_000.png",
-    "00026911_000.png",
-}
 
 
 @pytest.fixture(scope="module")
