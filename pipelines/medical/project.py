@@ -17,6 +17,17 @@ from components.project import Metric, MonitoringModule, Objective, Paths, Pyfun
 from pipelines.medical.config import MedicalSection
 from pipelines.medical.sources import nih as S
 
+# the model card's two paragraphs (components/register.py writes them beside the metrics of each version)
+MODEL_CARD = {
+    "description": """Multi-label classification of 14 NIH ChestX-ray14 findings. NIH's official patient-wise
+        test list; validation split by patient inside train_val; thresholds chosen on validation (Youden);
+        per-finding AUROC with patient-level bootstrap 95% intervals. The non-image input is what is known
+        before the image is read (NIH: age, sex, view as tokens).""",
+    "limitations": """Research use only, not a medical device. NIH labels were mined from reports by NLP
+        (>90% accurate by NIH's estimate). Subgroup AUROCs are reported but small subgroups have wide
+        intervals. The demo profile's model is trained on synthetic images.""",
+}
+
 
 class Medical(MonitoringModule):
     name = "medical"
@@ -25,17 +36,8 @@ class Medical(MonitoringModule):
     objective = Objective(select=Metric("val/loss", "minimize"), gate=Metric("test/auroc_mean", "maximize"))
     monitoring_module = "pipelines.medical.serving.monitoring"  # features, reference, replay streams
     replay_streams = ("unshifted", "intensity", "age", "view")
-    description = (
-        "Multi-label classification of 14 NIH ChestX-ray14 findings. NIH's official patient-wise test "
-        "list; validation split by patient inside train_val; thresholds chosen on validation (Youden); "
-        "per-finding AUROC with patient-level bootstrap 95% intervals. The non-image input is what is known "
-        "before the image is read (NIH: age, sex, view as tokens)."
-    )
-    limitations = (
-        "Research use only, not a medical device. NIH labels were mined from reports by NLP (>90% accurate "
-        "by NIH's estimate). Subgroup AUROCs are reported but small subgroups have wide intervals. The demo "
-        "profile's model is trained on synthetic images."
-    )
+    description = " ".join(MODEL_CARD["description"].split())
+    limitations = " ".join(MODEL_CARD["limitations"].split())
 
     # ---- data ---------------------------------------------------------------------------------
 
