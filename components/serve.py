@@ -1,9 +1,10 @@
 """Serve the deployed version of a registered model over REST, with an append-only inference log.
 
     python -m components.serve energy                      # models:/energy@champion on 127.0.0.1:5050
-    python -m components.serve energy --alias challenger --port 5051 --workers 2
+    python -m components.serve energy-demo --alias challenger --port 5051 --workers 2
 
-Project-agnostic: any pyfunc in the MLflow registry. `create_app` resolves `models:/<name>@<alias>` to
+Project-agnostic: any pyfunc in the MLflow registry, named as registered (`cfg.model_name`: `energy` for
+the full profile, `energy-demo` for the demo one). `create_app` resolves `models:/<name>@<alias>` to
 its concrete version ONCE at start and loads `models:/<name>/<version>`, so the model answering is
 exactly the registered one, even if the alias moves while the server runs (restart to pick up a new
 champion; every response and log line names the version that produced it).
@@ -14,187 +15,85 @@ Endpoints
     POST /invocations  MLflow's scoring protocol: {"dataframe_split": {"columns": [...], "data": [...]}}
                        or {"dataframe_records": [{...}, ...]} (optionally "params": {...}), ->
                        {"predictions": [records], "model_version": "<v>"}; header X-Request-ID.
+                       A payload that is not naturally a table (text, a sequence, a file, a generation
+                       request) is one row per item: components/payload.py documents the columns.
 
 Errors are JSON `{"error": "<message>"}`, never a traceback:
-    400  body not JSON / not UTF-8, top-level value not an object, not exactly one of
-         dataframe_split / dataframe_records, unknown keys, a payload that is not a table
+    400  body not UTF-8 / not JSON, JSON nested deeper than MAX_JSON_DEPTH (refused by a scan BEFORE
+         parsing: a body of 100,000 "[" would otherwise exhaust the parser's recursion), top-level value
+         not an object, not exactly one of dataframe_split / dataframe_records, unknown keys, a
+         payload that is not a table
     413  body larger than MAX_BODY_BYTES
-    422  a well-formed table the model refuses: empty, missing a required column, a value that does
-         not convert to the signature's type (MLflow's schema enforcement, MlflowException), or the
-         model's own ValueError (e.g. pipelines.energy.pyfunc.InputError)
+    415  Content-Type is not application/json: a web page can POST text/plain or form-encoded bodies to
+         127.0.0.1 without a CORS preflight, so only a request a page cannot send blind is served
+    422  a well-formed table the model refuses: empty, missing a required column; a non-finite number
+         (NaN, Infinity, -Infinity, or a literal such as 1e400 that overflows a double; or a value that
+         becomes infinite once cast to the signature's type, e.g. 1e308 in a float32 column); a number
+         in a datetime column (timestamps are ISO 8601 strings); a value that does not convert to the
+         signature's type (MLflow's schema enforcement, MlflowException); the model's own ValueError
+         (e.g. pipelines.energy.pyfunc.InputError, components.payload.PayloadError); a prediction with
+         a non-finite number (JSON cannot carry it: it would reach the client as a silent null).
+         Each message names the column and the row (0-based) where there is one.
     500  anything else (a bug, not the client's fault): the server logs the traceback and keeps serving
 
-The inference log: every POST /invocations (accepted or rejected) appends ONE JSON line to
-`<log_dir>/<name>/v<version>.jsonl`:
+The inference log (components/inference_log.py: format, caps, concurrency guarantees): every POST
+/invocations (accepted or rejected) appends ONE JSON line to `<log_dir>/<name>/v<version>.jsonl`:
     {"timestamp": UTC ISO-8601, "request_id": uuid4, "client_request_id": X-Request-ID sent by the
      client or null, "model": name, "version": v, "alias": alias, "status": HTTP status,
      "latency_ms": request received -> response ready (parsing + validation + predict; the log
      write itself is excluded), "inputs": the request's DataFrame as records (after the signature's
      type casts; timestamps as ISO strings) or null if the body was not a table, "outputs": the
      prediction records or null, "error": the message or null, "body_bytes": request size}
-Cap: a DataFrame with more than MAX_LOGGED_CELLS (rows x columns) cells is logged as a summary
-instead of records: {"summary": true, "rows", "columns", "dtypes", "head": 5 records, "tail": 5
-records, "stats": per-numeric-column count/nulls/mean/std/min/max}. A rejected body that is not a
-table is logged by size plus its first BODY_EXCERPT_CHARS characters.
-
-Concurrency: each record is serialised first, then written with ONE os.write of the whole line to a
-file opened with O_APPEND, while holding a process-wide threading.Lock (threads of one server) AND
-an exclusive fcntl.flock on the file (several server processes, e.g. `--workers N`, appending to the
-same file). No line is lost or interleaved. fsync is off by default (a crash of the machine - not of
-the server - may lose the last records still in the page cache); `fsync=True` trades throughput for
-durability.
+A table of more than MAX_LOGGED_CELLS cells is logged as a summary; a large cell (a base64 image, an
+image-sized nested list) as a capped summary, its full content kept once under `<log_dir>/<name>/blobs/`
+unless the server runs with `--no-blobs`. A rejected body that is not a table is logged by size plus
+its first BODY_EXCERPT_CHARS characters.
 """
 
 import argparse
 import datetime as dt
-import fcntl
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from components.io import jsonable
+from components.inference_log import (  # noqa: F401  (re-exported: older callers import them from here)
+    DEFAULT_LOG_DIR,
+    MAX_LOGGED_CELLS,
+    SUMMARY_ROWS,
+    CellCap,
+    append_line,
+    append_record,
+    blob_dir,
+    body_excerpt,
+    encode_record,
+    frame_records,
+    log_path,
+    loggable,
+    loggable_outputs,
+    prediction_records,
+    read_log,
+    summarize_frame,
+)
 
 log = logging.getLogger("scifolio.serve")
 
-DEFAULT_LOG_DIR = Path("monitoring/inference")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # components.config.TrackingConfig's default
 MAX_BODY_BYTES = 32 * 1024 * 1024  # larger requests get 413 without being parsed
-MAX_LOGGED_CELLS = 20_000  # rows x columns above which a DataFrame is logged as a summary
-SUMMARY_ROWS = 5  # head/tail records kept in a summary
+MAX_JSON_DEPTH = 32  # a table is 4 levels deep ({"dataframe_split": {"data": [[cell]]}}); cells may nest a little
 BODY_EXCERPT_CHARS = 256  # of a rejected body that is not a table
 MAX_ERROR_CHARS = 2_000  # error messages are cut to this length
 FORMATS = ("dataframe_split", "dataframe_records")
 ALLOWED_KEYS = (*FORMATS, "params")
+JSON_MEDIA_TYPE = "application/json"
 ENV_PREFIX = "SCIFOLIO_SERVE_"  # how `serve(workers>1)` hands its settings to uvicorn's workers
-
-_WRITE_LOCK = threading.Lock()  # one lock for every log writer in this process
-
-
-# ---- the inference log ----------------------------------------------------------------------
-
-
-def log_path(log_dir: Path, model_name: str, version: str | int) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", model_name) or "_"
-    return Path(log_dir) / safe / f"v{version}.jsonl"
-
-
-def encode_record(record: dict) -> bytes:
-    """One JSON line (strict JSON: NaN/inf become null; unknown objects their str())."""
-    return (json.dumps(jsonable(record), separators=(",", ":"), allow_nan=False, default=str) + "\n").encode()
-
-
-def append_record(path: Path, record: dict, fsync: bool = False) -> None:
-    """Append one record as one line; safe across threads (lock) and processes (flock + O_APPEND)."""
-    append_line(path, encode_record(record), fsync)
-
-
-def append_line(path: Path, line: bytes, fsync: bool = False) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _WRITE_LOCK:
-        # Opened per record: survives log rotation/deletion; closing the fd releases the flock.
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            view = memoryview(line)
-            written = os.write(fd, view)  # the whole line in one write: O_APPEND puts it at the end
-            while written < len(view):  # a short write (signal, full disk) continues under the lock
-                written += os.write(fd, view[written:])
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)  # also releases the flock
-
-
-def read_log(path: Path) -> list[dict]:
-    """Every record of a log file, in order; a line that is not JSON raises ValueError naming it."""
-    records = []
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError as err:
-                raise ValueError(f"{path}:{number}: not a JSON line ({err}): {line[:120]!r}") from None
-    return records
-
-
-# ---- DataFrames <-> JSON --------------------------------------------------------------------
-
-
-def frame_records(frame) -> list[dict]:
-    """A DataFrame as JSON-ready records, datetime columns as ISO strings, NaN/NaT as null."""
-    import pandas as pd
-
-    out = frame.copy()
-    for column in out.columns:
-        series = out[column]
-        if pd.api.types.is_datetime64_any_dtype(series) or isinstance(series.dtype, pd.PeriodDtype):
-            out[column] = series.map(lambda t: None if pd.isna(t) else t.isoformat()).astype(object)
-    return jsonable(out.to_dict(orient="records"))
-
-
-def summarize_frame(frame) -> dict:
-    """What the log keeps of a DataFrame too large to store whole."""
-    import pandas as pd
-
-    stats = {}
-    for column in frame.columns:
-        series = frame[column]
-        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-            stats[str(column)] = {
-                "count": int(series.count()),
-                "nulls": int(series.isna().sum()),
-                "mean": series.mean(),
-                "std": series.std(),
-                "min": series.min(),
-                "max": series.max(),
-            }
-        else:
-            stats[str(column)] = {
-                "count": int(series.count()),
-                "nulls": int(series.isna().sum()),
-                "unique": int(series.nunique()),
-            }
-    return jsonable(
-        {
-            "summary": True,
-            "rows": len(frame),
-            "columns": [str(c) for c in frame.columns],
-            "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
-            "head": frame_records(frame.head(SUMMARY_ROWS)),
-            "tail": frame_records(frame.tail(SUMMARY_ROWS)),
-            "stats": stats,
-        }
-    )
-
-
-def loggable(frame, max_cells: int = MAX_LOGGED_CELLS):
-    """Records when the frame is small enough, else its summary (see the module docstring)."""
-    if frame is None:
-        return None
-    cells = len(frame) * max(len(frame.columns), 1)
-    return frame_records(frame) if cells <= max_cells else summarize_frame(frame)
-
-
-def prediction_records(predictions) -> Any:
-    """Model output -> JSON: a DataFrame as records, a Series/array as a list, anything else as is."""
-    import pandas as pd
-
-    if isinstance(predictions, pd.DataFrame):
-        return frame_records(predictions)
-    if isinstance(predictions, pd.Series):
-        return frame_records(predictions.to_frame("prediction"))
-    return jsonable(predictions)
 
 
 # ---- requests -------------------------------------------------------------------------------
@@ -226,15 +125,136 @@ def schema_error_message(err: Exception) -> str:
     return text
 
 
+def content_type_error(content_type: str | None) -> str | None:
+    """None when the Content-Type is application/json (parameters such as charset allowed), else the message."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == JSON_MEDIA_TYPE:
+        return None
+    got = repr(content_type) if content_type else "no Content-Type"
+    return f"the body must be sent with Content-Type: {JSON_MEDIA_TYPE}; got {got}"
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes included (unrolled: linear)
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of [ and { in a JSON text, strings ignored; linear, no recursion, no parse."""
+    import numpy as np
+
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:  # cannot be deeper than its brackets
+        return body.count(b"[") + body.count(b"{")
+    structure = _JSON_STRING.sub(b"", body)
+    table = np.zeros(256, dtype=np.int8)
+    table[[ord("["), ord("{")]] = 1
+    table[[ord("]"), ord("}")]] = -1
+    steps = table[np.frombuffer(structure, dtype=np.uint8)]
+    steps = steps[steps != 0].astype(np.int32)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _non_finite_cell(payload: dict, key: str, params) -> str | None:
+    """Where the first non-finite number of a parsed body is: 'column 'x', row 3' (or a params key)."""
+
+    def bad(value, depth=0) -> bool:
+        if isinstance(value, float):
+            return not math.isfinite(value)
+        if depth < MAX_JSON_DEPTH and isinstance(value, list):
+            return any(bad(v, depth + 1) for v in value)
+        if depth < MAX_JSON_DEPTH and isinstance(value, dict):
+            return any(bad(v, depth + 1) for v in value.values())
+        return False
+
+    table = payload.get(key)
+    if key == "dataframe_split" and isinstance(table, dict) and isinstance(table.get("data"), list):
+        columns = table.get("columns") if isinstance(table.get("columns"), list) else []
+        for row, values in enumerate(table["data"]):
+            cells = values if isinstance(values, list) else [values]
+            for i, value in enumerate(cells):
+                if bad(value):
+                    name = columns[i] if i < len(columns) else i
+                    return f"column {name!r}, row {row}: {value!r}"
+    elif key == "dataframe_records" and isinstance(table, list):
+        for row, record in enumerate(table):
+            items = record.items() if isinstance(record, dict) else [("?", record)]
+            for name, value in items:
+                if bad(value):
+                    return f"column {name!r}, row {row}: {value!r}"
+    if isinstance(params, dict):
+        for name, value in params.items():
+            if bad(value):
+                return f"params {name!r}: {value!r}"
+    return None
+
+
+def _datetime_number_cell(payload: dict, key: str, input_schema) -> str | None:
+    """A number sent in a datetime column (pandas would read it as nanoseconds after 1970)."""
+    if input_schema is None or not input_schema.has_input_names():
+        return None
+    names = {spec.name for spec in input_schema.inputs if getattr(spec.type, "name", "") == "datetime"}
+    if not names:
+        return None
+    table = payload.get(key)
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value))
+
+    if key == "dataframe_split" and isinstance(table, dict) and isinstance(table.get("data"), list):
+        columns = table.get("columns") if isinstance(table.get("columns"), list) else []
+        if any(not isinstance(values, list) or len(values) != len(columns) for values in table["data"]):
+            return None  # not a table: MLflow's parser says so (400)
+        index = [i for i, c in enumerate(columns) if c in names]
+        for row, values in enumerate(table["data"]):
+            for i in index:
+                if isinstance(values, list) and i < len(values) and number(values[i]):
+                    return f"column {columns[i]!r}, row {row}: {values[i]!r}"
+    elif key == "dataframe_records" and isinstance(table, list):
+        for row, record in enumerate(table):
+            for name in names:
+                if isinstance(record, dict) and number(record.get(name)):
+                    return f"column {name!r}, row {row}: {record[name]!r}"
+    return None
+
+
+def parse_json(body: bytes) -> tuple[Any, bool]:
+    """Bytes -> (the parsed JSON value, whether it holds a non-finite number), refusing (400) what is not
+    UTF-8 JSON or is nested deeper than MAX_JSON_DEPTH (checked by a scan before parsing)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RequestError(400, f"the body is not UTF-8 text: {err}") from None
+    depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise RequestError(
+            400, f"the body nests arrays/objects {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted"
+        )
+    seen = []
+
+    def constant(name: str) -> float:  # NaN, Infinity, -Infinity: Python's json accepts them, JSON does not
+        seen.append(name)
+        return float(name.replace("Infinity", "inf"))
+
+    def real(literal: str) -> float:  # 1e400 overflows to inf
+        value = float(literal)
+        if not math.isfinite(value):
+            seen.append(literal)
+        return value
+
+    try:
+        return json.loads(text, parse_constant=constant, parse_float=real), bool(seen)
+    except ValueError as err:
+        raise RequestError(400, f"the body is not valid JSON: {err}") from None
+    except RecursionError:  # the depth scan should have caught it; belt and braces
+        raise RequestError(400, "the body is nested too deeply to parse") from None
+
+
 def parse_body(body: bytes, input_schema=None):
     """Request body -> (DataFrame, params), or RequestError(400/422) saying what is wrong."""
     from mlflow.exceptions import MlflowException
     from mlflow.utils.proto_json_utils import MlflowFailedTypeConversion, dataframe_from_parsed_json
 
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise RequestError(400, f"the body is not valid JSON: {err}") from None
+    from components.payload import first_non_finite
+
+    payload, non_finite = parse_json(body)
     if not isinstance(payload, dict):
         raise RequestError(
             400, f"the body must be a JSON object with one of {list(FORMATS)}, got a JSON {type(payload).__name__}"
@@ -248,6 +268,14 @@ def parse_body(body: bytes, input_schema=None):
     if params is not None and not isinstance(params, dict):
         raise RequestError(400, f"'params' must be a JSON object, got a JSON {type(params).__name__}")
     key = formats[0]
+    if non_finite:
+        where = _non_finite_cell(payload, key, params) or "a value"
+        raise RequestError(422, f"{where} is not a finite number (NaN, Infinity and overflowing numbers are refused)")
+    where = _datetime_number_cell(payload, key, input_schema)
+    if where:
+        raise RequestError(
+            422, f"{where} is a number; a datetime column takes ISO 8601 strings such as '2016-07-01T00:00:00'"
+        )
     try:
         frame = dataframe_from_parsed_json(
             payload[key], pandas_orient=key.removeprefix("dataframe_"), schema=input_schema
@@ -258,6 +286,12 @@ def parse_body(body: bytes, input_schema=None):
         raise RequestError(400, err.message) from None
     except (TypeError, ValueError) as err:
         raise RequestError(400, f"{key} is not a table: {err}") from None
+    cast = first_non_finite(frame)  # e.g. 1e308 sent to a float32 column is inf after the signature's cast
+    if cast:
+        column, row, value = cast
+        raise RequestError(
+            422, f"column {column!r}, row {row}: {value} after conversion to the signature's type {frame[column].dtype}"
+        )
     return frame, params
 
 
@@ -271,6 +305,29 @@ def check_frame(frame, input_schema) -> None:
             raise RequestError(
                 422, f"missing required column(s) {missing}; the model's inputs are {input_schema.input_names()}"
             )
+
+
+def check_predictions(predictions) -> None:
+    """A non-finite number in the output would reach the client as null: refuse it, naming where."""
+    import numpy as np
+    import pandas as pd
+
+    from components.payload import first_non_finite
+
+    if isinstance(predictions, pd.Series):
+        predictions = predictions.to_frame("prediction")
+    if isinstance(predictions, pd.DataFrame):
+        bad = first_non_finite(predictions, allow_missing=False)
+        if bad:
+            column, row, value = bad
+            raise RequestError(
+                422,
+                f"the model's output is {value} at column {column!r}, row {row}: the input is outside what the "
+                "model can answer (check its range)",
+            )
+    elif isinstance(predictions, np.ndarray) and predictions.dtype.kind == "f" and not np.isfinite(predictions).all():
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(predictions))[0])
+        raise RequestError(422, f"the model's output is not finite at index {list(index)}")
 
 
 def is_loopback(host: str) -> bool:
@@ -297,6 +354,7 @@ class ModelService:
         tracking_uri: str | None,
         fsync: bool,
         max_logged_cells: int,
+        keep_blobs: bool = True,
     ):
         import mlflow
 
@@ -314,6 +372,7 @@ class ModelService:
         self.params_schema = self.model.metadata.get_params_schema()
         self.tags = dict(self.entity.tags or {})
         self.log_file = log_path(log_dir, model_name, self.version)
+        self.cell_cap = CellCap(blobs=blob_dir(self.log_file) if keep_blobs else None)
         self.fsync = fsync
         self.max_logged_cells = max_logged_cells
         self.log_errors = 0
@@ -364,6 +423,7 @@ class ModelService:
                 raise RequestError(422, schema_error_message(err)) from None
             except ValueError as err:  # the model's own input checks (e.g. energy's InputError)
                 raise RequestError(422, str(err)) from None
+            check_predictions(predictions)
             records = prediction_records(predictions)
             return 200, {"predictions": records, "model_version": self.version}, frame, records, None
         except RequestError as err:
@@ -383,7 +443,7 @@ class ModelService:
         error: str | None = None,
         body_bytes: int | None = None,
     ):
-        """Predict (unless `status` is already decided, e.g. 413), log one line, return the answer."""
+        """Predict (unless `status` is already decided, e.g. 413, 415), log one line, return the answer."""
         request_id = str(uuid.uuid4())
         frame = outputs = None
         if status is None:
@@ -406,40 +466,17 @@ class ModelService:
             "body_bytes": body_bytes if body_bytes is not None else len(body or b""),
         }
         try:
-            record["inputs"] = loggable_inputs(frame, body, self.max_logged_cells)
-            if outputs is not None:
-                record["outputs"] = outputs if _cells(outputs) <= self.max_logged_cells else summarize_outputs(outputs)
+            if frame is not None:
+                record["inputs"] = loggable(frame, self.max_logged_cells, self.cell_cap)
+            else:
+                record["inputs"] = body_excerpt(body, BODY_EXCERPT_CHARS)
+            record["outputs"] = loggable_outputs(outputs, self.max_logged_cells, self.cell_cap)
             append_line(self.log_file, encode_record(record), self.fsync)
         except Exception:  # the answer still goes out; /health counts what the log missed
             self.log_errors += 1
             log.exception("%s: could not append request %s", self.log_file, request_id)
         self.served += 1
         return status, payload, request_id
-
-
-def loggable_inputs(frame, body: bytes | None, max_cells: int):
-    if frame is not None:
-        return loggable(frame, max_cells)
-    if body:
-        return {
-            "unparsed": True,
-            "excerpt": body[: BODY_EXCERPT_CHARS * 4].decode("utf-8", "replace")[:BODY_EXCERPT_CHARS],
-        }
-    return None
-
-
-def _cells(records) -> int:
-    if isinstance(records, list):
-        return sum(len(r) if isinstance(r, (dict, list)) else 1 for r in records)
-    return 1
-
-
-def summarize_outputs(records) -> Any:
-    import pandas as pd
-
-    if isinstance(records, list) and records and isinstance(records[0], dict):
-        return summarize_frame(pd.DataFrame.from_records(records))
-    return {"summary": True, "rows": len(records) if isinstance(records, list) else 1}
 
 
 def create_app(
@@ -451,12 +488,14 @@ def create_app(
     tracking_uri: str | None = None,
     fsync: bool = False,
     max_logged_cells: int = MAX_LOGGED_CELLS,
+    keep_blobs: bool = True,
 ):
     """The FastAPI app serving `models:/<model_name>@<alias>`, resolved to its version now, once.
 
     `version` pins a version (what `serve(workers>1)` passes so that every worker serves the one
     version the parent resolved); `tracking_uri` defaults to $MLFLOW_TRACKING_URI, else the
-    project's embedded store sqlite:///mlflow.db.
+    project's embedded store sqlite:///mlflow.db; `keep_blobs` False drops the full content of capped
+    log cells (the monitor then cannot use those records).
     """
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
@@ -470,6 +509,7 @@ def create_app(
         tracking_uri,
         fsync,
         max_logged_cells,
+        keep_blobs,
     )
     app = FastAPI(
         title=f"scifolio: {model_name}",
@@ -497,6 +537,9 @@ def create_app(
         client_id = request.headers.get("x-request-id")
         client_id = client_id[:128] if client_id else None
         body, status, error, size = await read_capped(request)
+        if status is None:
+            error = content_type_error(request.headers.get("content-type"))
+            status = 415 if error else None
         status, payload, request_id = await run_in_threadpool(
             service.invoke, body, started, client_id, status, error, size
         )
@@ -530,6 +573,7 @@ def app_from_env():
         version=env.get(f"{ENV_PREFIX}VERSION") or None,
         tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
         fsync=env.get(f"{ENV_PREFIX}FSYNC") == "1",
+        keep_blobs=env.get(f"{ENV_PREFIX}BLOBS", "1") == "1",
     )
 
 
@@ -545,6 +589,7 @@ def serve(
     tracking_uri: str | None = None,
     fsync: bool = False,
     access_log: bool = True,
+    keep_blobs: bool = True,
 ) -> None:
     """Run uvicorn. A non-loopback host is refused unless allow_remote=True: there is no auth."""
     if not is_loopback(host) and not allow_remote:
@@ -558,7 +603,7 @@ def serve(
     import uvicorn
 
     if workers <= 1:
-        app = create_app(model_name, alias, log_dir, tracking_uri=tracking_uri, fsync=fsync)
+        app = create_app(model_name, alias, log_dir, tracking_uri=tracking_uri, fsync=fsync, keep_blobs=keep_blobs)
         uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
         return
     # Several processes: resolve the alias once here so that every worker serves the same version.
@@ -573,6 +618,7 @@ def serve(
             f"{ENV_PREFIX}VERSION": str(version),
             f"{ENV_PREFIX}LOG_DIR": str(Path(log_dir).absolute()),
             f"{ENV_PREFIX}FSYNC": "1" if fsync else "0",
+            f"{ENV_PREFIX}BLOBS": "1" if keep_blobs else "0",
             "MLFLOW_TRACKING_URI": uri,
         }
     )
@@ -589,7 +635,7 @@ def serve(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.serve", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="registered model name, e.g. energy")
+    parser.add_argument("model", help="registered model name (cfg.model_name), e.g. energy or energy-demo")
     parser.add_argument("--alias", default="champion")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5050)
@@ -598,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fsync", action="store_true", help="fsync every inference-log line")
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (no auth!)")
     parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument("--no-blobs", action="store_true", help="do not keep the full content of capped log cells")
     args = parser.parse_args(argv)
     from components.config import quiet_environment
 
@@ -614,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
             allow_remote=args.allow_remote,
             fsync=args.fsync,
             access_log=not args.no_access_log,
+            keep_blobs=not args.no_blobs,
         )
     except RemoteBindRefused:
         return 2

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from components.config import MonitorConfig
+from components.inference_log import append_record
 from components.monitor import FeatureSpec, compare, read_window
-from components.serve import append_record
 
 SPEC = FeatureSpec(
     numerical=["a", "b"], categorical=["sex"], outputs=["p"], embeddings={"emb": [f"e{i}" for i in range(8)]}
@@ -127,13 +127,13 @@ GATE_SCRIPT = textwrap.dedent("""
     import json, sys, time
     import mlflow
     from components.project import Metric
-    from components.register import gate
+    from components.register import gate, rescored
     mlflow.set_tracking_uri(sys.argv[1])
     version = sys.argv[2]
     def score(python_model):
         time.sleep(1.5)  # both processes are inside the gate at the same time without the lock
         return python_model.predict(None, None)
-    decision = gate("race", version, Metric("score", "maximize"), 0.0, score)
+    decision = gate("race", version, Metric("score", "maximize"), 0.0, rescored(score))
     print(json.dumps(decision.to_dict()))
 """)
 

@@ -1,9 +1,11 @@
 """components/serve.py against a real demo energy model registered in a temporary MLflow store.
 
-The store is built once for the module (pull .. register on a tiny demo profile, ~20 s). The unit
-cases use FastAPI's TestClient; the load test runs ONE real uvicorn server on 127.0.0.1 (a free
+The store is built once for the module (pull .. register on a tiny demo profile, ~20 s); the demo
+profile registers `energy-demo` (cfg.model_name). The unit cases use FastAPI's TestClient, among them
+every refusal (415, 400 for deep nesting, 422 for non-finite numbers, numeric/duplicated/irregular
+timestamps and implausible values); the load test runs ONE real uvicorn server on 127.0.0.1 (a free
 port) and sends a bounded number of requests to it; the multi-process test appends to one log file
-from two processes at once.
+from two processes at once (components/inference_log.py).
 """
 
 import json
@@ -18,12 +20,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from components import inference_log
 from components import serve as serve_module
-from components.serve import RemoteBindRefused, append_record, create_app, loggable, read_log, serve
+from components.inference_log import append_record, loggable, read_log
+from components.serve import RemoteBindRefused, create_app, serve
 
 OVERRIDES = ["energy.train.max_epochs=1", "energy.data.demo_rows=1200"]
 SEQ_LEN, HORIZON = 96, 24  # the demo profile's window
 COLUMNS = ["date", "HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+MODEL = "energy-demo"  # cfg.model_name of the demo profile
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +46,9 @@ def store(repo_root, tmp_path_factory):
     uri = f"sqlite:///{tmp}/mlflow.db"
     os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
-    mlflow.create_experiment("energy", artifact_location=(tmp / "artifacts").as_uri())  # not ./mlruns
     cfg = load_config("energy", ENERGY.section, repo_root / "params.yaml", "demo", OVERRIDES)
+    assert cfg.model_name == MODEL
+    mlflow.create_experiment(MODEL, artifact_location=(tmp / "artifacts").as_uri())  # not ./mlruns
     paths = Paths.of("energy", tmp / "data")
     for stage in ("pull", "validate", "prepare", "train", "evaluate", "register"):
         stages.run(ENERGY, cfg, stage, paths)
@@ -55,7 +61,7 @@ def store(repo_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app(store):
-    return create_app("energy", log_dir=store["dir"] / "logs")
+    return create_app(MODEL, log_dir=store["dir"] / "logs")
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +99,10 @@ def assert_still_serving(client, store):
 
 
 def test_health_reports_the_champion_version(client, store):
-    champion = store["client"].get_model_version_by_alias("energy", "champion")
+    champion = store["client"].get_model_version_by_alias(MODEL, "champion")
     health = client.get("/health").json()
     assert health["status"] == "ok"
-    assert (health["model"], health["version"], health["alias"]) == ("energy", str(champion.version), "champion")
+    assert (health["model"], health["version"], health["alias"]) == (MODEL, str(champion.version), "champion")
     assert health["data_version"] == champion.tags["scifolio.data_version"]
     assert health["data_version"] == (store["dir"] / "data/energy/validated/DATA_VERSION").read_text().strip()
 
@@ -107,7 +113,7 @@ def test_metadata_has_the_signature_and_tags(client):
     assert [c["name"] for c in meta["signature"]["outputs"]] == COLUMNS
     assert meta["signature"]["inputs"][0]["type"] == "datetime"
     assert meta["tags"]["gate.decision"] == "promoted"
-    assert meta["model_uri"] == f"models:/energy/{meta['version']}"
+    assert meta["model_uri"] == f"models:/{MODEL}/{meta['version']}"
 
 
 def test_valid_request_forecasts_and_logs_one_line(client, app, store):
@@ -129,7 +135,7 @@ def test_valid_request_forecasts_and_logs_one_line(client, app, store):
     assert line["request_id"] == response.headers["X-Request-ID"]
     assert str(uuid.UUID(line["request_id"])) == line["request_id"]
     assert line["client_request_id"] == "valid-1"
-    assert (line["model"], line["version"], line["status"]) == ("energy", app.state.service.version, 200)
+    assert (line["model"], line["version"], line["status"]) == (MODEL, app.state.service.version, 200)
     assert pd.Timestamp(line["timestamp"]).utcoffset() == pd.Timedelta(0)
     assert line["latency_ms"] > 0 and line["error"] is None
     assert len(line["inputs"]) == SEQ_LEN and line["inputs"][0]["date"] == pd.Timestamp(history["date"][0]).isoformat()
@@ -195,6 +201,178 @@ def test_bad_request_gets_a_4xx_with_a_message_and_is_logged(case, client, app, 
     assert_still_serving(client, store)
 
 
+def _split_text(frame: pd.DataFrame, row: int, column: str, token: str) -> bytes:
+    """A dataframe_split body with one cell replaced by a raw JSON token (NaN, Infinity, 1e400 ...)."""
+    body = split_body(frame)
+    marker = "__CELL__"
+    body["dataframe_split"]["data"][row][body["dataframe_split"]["columns"].index(column)] = marker
+    return json.dumps(body).replace(f'"{marker}"', token).encode()
+
+
+def _records_text(frame: pd.DataFrame, row: int, column: str, token: str) -> bytes:
+    records = json.loads(frame.to_json(orient="records"))
+    records[row][column] = "__CELL__"
+    return json.dumps({"dataframe_records": records}).replace('"__CELL__"', token).encode()
+
+
+JSON = {"content-type": "application/json"}
+
+
+def _with(frame, column, values):
+    return frame.assign(**{column: values})
+
+
+REFUSALS = {
+    # Content-Type: what a web page can send to 127.0.0.1 without a CORS preflight
+    "text/plain body": (
+        lambda h: {"json": None, "content": json.dumps(split_body(h)), "headers": {"content-type": "text/plain"}},
+        415,
+        ["Content-Type", "text/plain"],
+    ),
+    "form-encoded body": (
+        lambda h: {"content": "dataframe_split=1", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+        415,
+        ["application/json"],
+    ),
+    "no content type": (lambda h: {"content": json.dumps(split_body(h)).encode()}, 415, ["no Content-Type"]),
+    # non-finite numbers, named by column and row
+    "Infinity": (
+        lambda h: {"content": _split_text(h, 3, "OT", "Infinity"), "headers": JSON},
+        422,
+        ["column 'OT', row 3", "not a finite number"],
+    ),
+    "-Infinity": (
+        lambda h: {"content": _split_text(h, 0, "HUFL", "-Infinity"), "headers": JSON},
+        422,
+        ["column 'HUFL', row 0"],
+    ),
+    "NaN": (lambda h: {"content": _split_text(h, 5, "HULL", "NaN"), "headers": JSON}, 422, ["column 'HULL', row 5"]),
+    "1e400 overflows a double": (
+        lambda h: {"content": _split_text(h, 7, "MUFL", "1e400"), "headers": JSON},
+        422,
+        ["column 'MUFL', row 7"],
+    ),
+    "Infinity in records": (
+        lambda h: {"content": _records_text(h, 2, "LULL", "Infinity"), "headers": JSON},
+        422,
+        ["column 'LULL', row 2"],
+    ),
+    "1e308 is inf as float32": (
+        lambda h: {"content": _split_text(h, 4, "OT", "1e308"), "headers": JSON},
+        422,
+        ["column 'OT', row 4", "float32"],
+    ),
+    # nesting depth: refused by the scan before the parser recurses
+    "100,000 nested arrays": (lambda h: {"content": b"[" * 100_000, "headers": JSON}, 400, ["levels deep"]),
+    "deep inside a table": (
+        lambda h: {"content": b'{"dataframe_split": {"data": ' + b"[" * 5000 + b"]" * 5000 + b"}}", "headers": JSON},
+        400,
+        ["levels deep"],
+    ),
+    # timestamps: datetime-like, unique, regular
+    "integer timestamps": (
+        lambda h: {"json": split_body(_with(h, "date", list(range(len(h)))))},
+        422,
+        ["column 'date', row 0", "is a number"],
+    ),
+    "integer timestamps in records": (
+        lambda h: {
+            "json": {"dataframe_records": json.loads(_with(h, "date", list(range(len(h)))).to_json(orient="records"))}
+        },
+        422,
+        ["column 'date', row 0"],
+    ),
+    "duplicated timestamp": (
+        lambda h: {"json": split_body(_with(h, "date", h["date"].where(h.index != 10, h["date"][9])))},
+        422,
+        ["column 'date', row 10", "duplicates row 9"],
+    ),
+    "irregular timestamps": (
+        lambda h: {
+            "json": split_body(
+                pd.concat([h, h.iloc[:1].assign(date="2099-01-01 00:00:00")]).drop(index=50).reset_index(drop=True)
+            )
+        },
+        422,
+        ["column 'date', row 50", "after row 49", "3600"],
+    ),
+    "oldest last": (
+        lambda h: {"json": split_body(h.iloc[::-1].reset_index(drop=True))},
+        422,
+        ["column 'date', row 1", "earlier"],
+    ),
+    # the training data's plausible ranges (pipelines/energy/schema.py)
+    "implausible value": (
+        lambda h: {"json": split_body(_with(h, "OT", h["OT"].where(h.index != 8, 500.0)))},
+        422,
+        ["column 'OT', row 8", "plausible range"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refused_requests_get_a_4xx_naming_the_problem_and_are_logged(case, client, app, store):
+    build, status, fragments = REFUSALS[case]
+    request = {k: v for k, v in build(window(store["history"])).items() if v is not None}
+    before = len(lines(app))
+    response = client.post("/invocations", **request)
+    assert response.status_code == status, response.text
+    message = response.json()["error"]
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "Traceback" not in message
+    line = lines(app)[before]
+    assert line["status"] == status and line["error"] == message and line["outputs"] is None
+    assert_still_serving(client, store)
+
+
+def test_charset_parameter_is_accepted(client, store):
+    body = json.dumps(split_body(window(store["history"]))).encode()
+    response = client.post("/invocations", content=body, headers={"content-type": "application/json; charset=utf-8"})
+    assert response.status_code == 200, response.text
+
+
+def test_a_non_finite_prediction_is_refused_not_sent_as_null(client, app, store, monkeypatch):
+    forecast = client.post("/invocations", json=split_body(window(store["history"]))).json()["predictions"]
+    broken = pd.DataFrame(forecast).assign(OT=float("inf"))
+    monkeypatch.setattr(app.state.service.model, "predict", lambda *a, **k: broken)
+    response = client.post("/invocations", json=split_body(window(store["history"])))
+    assert response.status_code == 422 and "output is inf at column 'OT', row 0" in response.json()["error"]
+
+
+def test_the_pyfunc_itself_refuses_integer_and_irregular_timestamps(store):
+    """Called directly (no MLflow schema casts), as the monitor and the gate call it."""
+    from components.register import load_python_model
+    from pipelines.energy.pyfunc import InputError
+
+    model = load_python_model(f"models:/{MODEL}/1")
+    history = window(store["history"])
+    assert len(model.predict(None, history)) == HORIZON  # date strings: accepted
+    with pytest.raises(InputError, match=r"column 'date', row 0: 0 is a number"):
+        model.predict(None, history.assign(date=range(len(history))))
+    stamps = pd.to_datetime(history["date"])
+    with pytest.raises(InputError, match=r"column 'date', row 20: .* after row 19"):
+        model.predict(None, history.assign(date=stamps.where(history.index < 20, stamps + pd.Timedelta(minutes=30))))
+    with pytest.raises(InputError, match=r"column 'HUFL', row 2: .*float32"):
+        model.predict(None, history.assign(HUFL=history["HUFL"].where(history.index != 2, 1e308)))
+
+
+def test_json_depth_scan_ignores_brackets_inside_strings():
+    assert serve_module.json_depth(b'{"a": [[1, 2], {"b": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}]}') == 3
+    assert serve_module.json_depth(b"[" * 40 + b"]" * 40) == 40
+    assert serve_module.json_depth(b'["\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["]') == 1
+
+
+def test_parse_body_refuses_values_infinite_after_the_signature_cast():
+    from mlflow.types import ColSpec, Schema
+
+    schema = Schema([ColSpec("float", "x"), ColSpec("double", "y")])
+    body = json.dumps({"dataframe_split": {"columns": ["x", "y"], "data": [[1.0, 1e308], [1e308, 2.0]]}}).encode()
+    with pytest.raises(serve_module.RequestError, match=r"column 'x', row 1: inf after conversion") as err:
+        serve_module.parse_body(body, schema)
+    assert err.value.status == 422
+
+
 def test_too_large_body_is_413(client, app, store, monkeypatch):
     monkeypatch.setattr(serve_module, "MAX_BODY_BYTES", 1000)
     response = client.post("/invocations", json=split_body(window(store["history"])))
@@ -224,7 +402,7 @@ def test_large_payloads_are_logged_as_a_summary(client, app, store, monkeypatch)
     assert response.status_code == 200
     logged = lines(app)[-1]["inputs"]
     assert logged["summary"] is True and logged["rows"] == 500 and logged["columns"] == COLUMNS
-    assert len(logged["head"]) == len(logged["tail"]) == serve_module.SUMMARY_ROWS
+    assert len(logged["head"]) == len(logged["tail"]) == inference_log.SUMMARY_ROWS
     assert logged["stats"]["OT"]["mean"] == pytest.approx(history["OT"].mean())
     assert lines(app)[-1]["outputs"]["summary"] is True  # 24 x 8 = 192 cells > 100
     assert loggable(history.iloc[:5], max_cells=100)[0]["OT"] == pytest.approx(history["OT"][0])
@@ -243,18 +421,18 @@ def test_the_served_version_is_pinned_at_start(app, store):
     import mlflow
 
     registry = store["client"]
-    v1 = registry.get_model_version_by_alias("energy", "champion")
-    v2 = mlflow.register_model(f"models:/energy/{v1.version}", "energy")
+    v1 = registry.get_model_version_by_alias(MODEL, "champion")
+    v2 = mlflow.register_model(f"models:/{MODEL}/{v1.version}", MODEL)
     try:
-        registry.set_registered_model_alias("energy", "champion", v2.version)
+        registry.set_registered_model_alias(MODEL, "champion", v2.version)
         assert app.state.service.version == str(v1.version)
-        fresh = create_app("energy", log_dir=store["dir"] / "logs-v2")
+        fresh = create_app(MODEL, log_dir=store["dir"] / "logs-v2")
         assert fresh.state.service.version == str(v2.version)
         assert fresh.state.service.log_file.name == f"v{v2.version}.jsonl"
-        pinned = create_app("energy", log_dir=store["dir"] / "logs-v2", version=v1.version)
+        pinned = create_app(MODEL, log_dir=store["dir"] / "logs-v2", version=v1.version)
         assert pinned.state.service.version == str(v1.version)
     finally:
-        registry.set_registered_model_alias("energy", "champion", v1.version)
+        registry.set_registered_model_alias(MODEL, "champion", v1.version)
 
 
 # ---- one real uvicorn server: concurrent load ------------------------------------------------
@@ -292,7 +470,7 @@ def test_concurrent_requests_are_each_logged_exactly_once(store):
     import requests
 
     threads, per_thread, deadline_s = 8, 25, 60.0
-    app = create_app("energy", log_dir=store["dir"] / "load-logs")
+    app = create_app(MODEL, log_dir=store["dir"] / "load-logs")
     history = store["history"]
     good = [json.dumps(split_body(window(history, 50 + 7 * i))) for i in range(threads)]
     bad = json.dumps(split_body(window(history).drop(columns="OT")))  # every 5th request: a 422

@@ -1,16 +1,18 @@
 """The clinician app: a chest X-ray (+ age, sex, view) in, the 14 findings with the registered model's
 probabilities and operating thresholds out, and a Grad-CAM overlay for the finding picked.
 
-    python -m pipelines.medical.serving.app        # models:/medical@champion on http://127.0.0.1:7860
+    python -m pipelines medical app                          # the profile's model (cfg.model_name)
+    python -m pipelines.medical.serving.app --model medical-demo --port 7861
 
 Research use only. The model is resolved once at start (alias -> concrete version), as in
 components.serve, so every answer comes from one known version. Bad input (not an image, empty,
-too large, an age outside [0, 120]) gets a readable message, never a stack trace.
+too large, too small, too many pixels, an age outside [0, 120]) gets a readable message, never a stack
+trace; the image limits are the registered model's own (pyfunc.check_image_header), read from the
+file's header before any pixel is decoded.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from pathlib import Path
@@ -20,7 +22,6 @@ import pandas as pd
 
 NOTICE = "⚠️ **Research use only — not for clinical decisions.** Outputs are not a diagnosis."
 MAX_BYTES = 20 * 1024 * 1024  # larger uploads are refused before decoding
-MAX_SIDE = 8000  # pixels; a larger side is refused from the header, before decoding
 MAX_AGE = 120
 SEXES = ("unknown", "M", "F")
 VIEWS = ("unknown", "PA", "AP")
@@ -33,8 +34,8 @@ class InputError(ValueError):
 
 def read_image(path) -> np.ndarray:
     """An uploaded file -> 2-D uint8 film (RGBA/RGB/16-bit converted to gray), or InputError."""
-    from PIL import Image, UnidentifiedImageError
-
+    from pipelines.medical.serving.pyfunc import InputError as ModelInputError
+    from pipelines.medical.serving.pyfunc import check_image_header
     from pipelines.medical.sources.nih import decode_image
 
     if not path:
@@ -50,14 +51,12 @@ def read_image(path) -> np.ndarray:
         raise InputError(f"The file is too large ({size / 2**20:.1f} MB); the limit is {MAX_BYTES // 2**20} MB.")
     data = path.read_bytes()
     try:
-        with Image.open(io.BytesIO(data)) as img:  # reads the header only
-            width, height, fmt = img.width, img.height, img.format
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
-        raise InputError("The file is not an image the app can read; please upload a PNG or JPEG.") from None
-    if fmt not in ("PNG", "JPEG"):
-        raise InputError(f"The file is a {fmt} image; please upload a PNG or JPEG.")
-    if max(width, height) > MAX_SIDE:
-        raise InputError(f"The image is too large ({width}x{height} px); the limit is {MAX_SIDE} px per side.")
+        check_image_header(data, column=None)  # header only: no pixel is decoded before the limits pass
+    except ModelInputError as err:
+        reason = err.reason
+        if reason.startswith("not an image"):
+            raise InputError("The file is not an image the app can read; please upload a PNG or JPEG.") from None
+        raise InputError(f"The file was refused: {reason}.") from None
     try:
         return decode_image(data, path.name)
     except ValueError:
@@ -79,8 +78,8 @@ def check_age(age) -> float | None:
     return value
 
 
-def load_champion(name: str = "medical", alias: str = "champion"):
-    """Resolve `name@alias` to its version once and load that version: (classifier, info)."""
+def load_champion(name: str, alias: str = "champion"):
+    """Resolve `name@alias` (name: the registered model, cfg.model_name) to its version once and load it."""
     import mlflow
 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
@@ -215,12 +214,35 @@ def build_app(classifier, info: dict):
     return app
 
 
-def main() -> None:
+def launch(model_name: str, host: str = "127.0.0.1", port: int = 7860, alias: str = "champion") -> None:
+    """Serve the app for `models:/<model_name>@<alias>` (e.g. cfg.model_name: medical, medical-demo)."""
     from components.config import quiet_environment
 
     quiet_environment()
-    classifier, info = load_champion()
-    build_app(classifier, info).launch(server_name="127.0.0.1", server_port=7860, share=False)
+    classifier, info = load_champion(model_name, alias)
+    build_app(classifier, info).launch(server_name=host, server_port=port, share=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.medical.serving.app", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--model", default=None, help="registered model (default: params.yaml's profile's, cfg.model_name)"
+    )
+    parser.add_argument("--profile", choices=["demo", "full"], default=None, help="the profile naming the model")
+    parser.add_argument("--alias", default="champion")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    model = args.model
+    if model is None:
+        from components.config import load_config
+        from pipelines.medical.project import MEDICAL
+
+        model = load_config("medical", MEDICAL.section, profile=args.profile).model_name
+    launch(model, port=args.port, alias=args.alias)
 
 
 if __name__ == "__main__":
