@@ -17,7 +17,9 @@ def names(requirements: list[str]) -> set[str]:
 def main() -> int:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = names(project["dependencies"]) | names(project["optional-dependencies"]["test"])
-    locked = {m.group(1).lower() for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", (ROOT / "requirements.lock").read_text(), re.M)}
+    locked = {
+        m.group(1).lower() for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", (ROOT / "requirements.lock").read_text(), re.M)
+    }
     missing = sorted(declared - {n.replace("_", "-") for n in locked})
     if missing:
         print(f"requirements.lock lacks {missing}: run `make lock` and commit it", file=sys.stderr)

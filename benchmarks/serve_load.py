@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     import requests
 
     from components.config import load_config, quiet_environment
+    from components.inference_log import log_path, read_log
     from components.project import Paths
     from components.replay import served
-    from components.serve import read_log
     from pipelines.registry import get_project
 
     quiet_environment()
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         for thread in pool:
             thread.join()
         elapsed = time.perf_counter() - began
-        records = read_log(Path(tmp) / args.project / f"v{version}.jsonl")  # raises on an interleaved line
+        records = read_log(log_path(Path(tmp), cfg.model_name, version))  # raises on an interleaved line
     ids = [r["client_request_id"] for r in records if str(r.get("client_request_id", "")).startswith("load-")]
     result = {
         "project": args.project,

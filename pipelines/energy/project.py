@@ -122,6 +122,8 @@ class Energy(MonitoringModule):
             "columns": scaler["columns"],
             "time_column": meta["time_column"],
             "freq_seconds": meta["freq_seconds"],
+            # the served model refuses values outside the plausible ranges the training data was checked against
+            "ranges": {c: list(r) for c, r in sources.raw_file(cfg.project.data)[1].ranges.items()},
             "lr": hp["lr"],
             "weight_decay": hp["weight_decay"],
         }

@@ -27,11 +27,21 @@ BUDGET_S = 60  # per project, on the 2-core CI machine
 
 # what "shrunk" means for each project: the demo profile, one epoch, one trial, a little data
 SHRINK = {
-    "energy": ["energy.train.max_epochs=1", "energy.tune.n_trials=1", "energy.tune.max_epochs=1",
-               "energy.data.demo_rows=1200"],
-    "medical": ["medical.train.max_epochs=1", "medical.tune.n_trials=1", "medical.tune.max_epochs=1",
-                "medical.data.demo_patients=120", "medical.bootstrap=20", "medical.gradcam_images=1",
-                "medical.monitor.reference_items=40"],
+    "energy": [
+        "energy.train.max_epochs=1",
+        "energy.tune.n_trials=1",
+        "energy.tune.max_epochs=1",
+        "energy.data.demo_rows=1200",
+    ],
+    "medical": [
+        "medical.train.max_epochs=1",
+        "medical.tune.n_trials=1",
+        "medical.tune.max_epochs=1",
+        "medical.data.demo_patients=120",
+        "medical.bootstrap=20",
+        "medical.gradcam_images=1",
+        "medical.monitor.reference_items=40",
+    ],
     "tiny": ["tiny.train.max_epochs=3", "tiny.tune.n_trials=2", "tiny.tune.max_epochs=2"],
 }
 TINY_PARAMS = {

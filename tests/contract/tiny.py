@@ -181,7 +181,9 @@ def TinyData_module(prepared: Path, batch_size: int):  # noqa: N802  (a factory:
             return torch.tensor(x, dtype=torch.float32), torch.tensor(rows["label"].to_numpy())
 
         def loader(self, split: str, train: bool):
-            return DataLoader(TensorDataset(*self.tensors(split)), batch_size=batch_size, shuffle=train, **loader_options(0))
+            return DataLoader(
+                TensorDataset(*self.tensors(split)), batch_size=batch_size, shuffle=train, **loader_options(0)
+            )
 
     return TinyDataModule()
 

@@ -101,7 +101,9 @@ def closure(repo_root: Path, modules: set[str]) -> set[str]:
 def stage_modules(repo_root: Path, stage: str) -> set[str]:
     """components/ modules the stage function reaches: stages.py's own imports plus the function's."""
     tree = ast.parse((repo_root / "components/stages.py").read_text())
-    module_level = component_imports(ast.Module(body=[n for n in tree.body if isinstance(n, ast.ImportFrom)], type_ignores=[]))
+    module_level = component_imports(
+        ast.Module(body=[n for n in tree.body if isinstance(n, ast.ImportFrom)], type_ignores=[])
+    )
     (function,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == stage]
     return {"components.stages"} | closure(repo_root, {*module_level, *component_imports(function)})
 
