@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from components.io import atomic_write
 from pipelines.medical.sources.nih import (
     BOX_ALIASES,
     BOXES_FILE,
@@ -264,7 +265,7 @@ def write_demo(
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     for old in (out_dir / "images").iterdir():  # a smaller re-run must not inherit stale images
-        if IMAGE_NAME.fullmatch(old.name.removesuffix(".part")):
+        if IMAGE_NAME.fullmatch(old.name):
             old.unlink()
 
     n_test = min(max(1, round(DEMO_TEST_FRACTION * n_patients)), n_patients - 1)
@@ -329,13 +330,9 @@ def _save_png(pixels: np.ndarray, path: Path, mode: str) -> None:
     img = Image.fromarray(pixels)  # 2-D uint8: mode L
     if mode == "RGBA":  # as NIH's RGBA files: R = G = B = gray, alpha 255
         img = img.convert("RGBA")
-    tmp = path.with_name(path.name + ".part")
-    img.save(tmp, format="PNG")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def _write_text(path: Path, lines: list[str]) -> None:
     """LF line endings, a final newline, UTF-8: as NIH's files."""
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8", newline="\n")
-    tmp.replace(path)
+    atomic_write(path, "".join(line + "\n" for line in lines))

@@ -29,11 +29,11 @@ import json
 import logging
 import os
 import re
-import shutil
 import tarfile
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
+
+from components.io import atomic_dir
 
 log = logging.getLogger("scifolio.medical.shards")
 
@@ -77,21 +77,6 @@ def _check_name(name: str, where: str) -> str:
 # ---- writing ----------------------------------------------------------------------------------
 
 
-def _replace_dir(staged: Path, out_dir: Path) -> None:
-    """Move the finished folder `staged` to `out_dir`, replacing an older one if present."""
-    if not out_dir.exists():
-        os.replace(staged, out_dir)
-        return
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    os.replace(out_dir, old)  # a directory cannot be replaced in one rename: swap, then delete
-    try:
-        os.replace(staged, out_dir)
-    except BaseException:
-        os.replace(old, out_dir)  # put the previous set back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def read_regular(path: Path, what: str = "image") -> bytes:
     """The bytes of a regular file, never read through a symbolic link (a link in a source folder
     could point anywhere, /etc/passwd included: components.fetch.open_regular); errors name the file."""
@@ -122,39 +107,32 @@ def write_shards(
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     out_dir = Path(out_dir)
     items = images.items() if isinstance(images, dict) else images
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     shards: list[str] = []
     members: dict[str, list] = {}
     tar: tarfile.TarFile | None = None
-    try:
-        for name, item in items:
-            _check_name(name, str(out_dir))
-            if name in members:
-                raise ShardError(f"{out_dir}: duplicate image name {name!r}")
-            if tar is None or len(members) % shard_size == 0:
-                if tar is not None:
-                    tar.close()
-                shards.append(shard_name(len(shards)))
-                tar = tarfile.open(staging / shards[-1], "w", format=tarfile.PAX_FORMAT)
-            data = _as_bytes(name, item)
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0  # mtime 0: same bytes, same hash
-            tar.addfile(info, io.BytesIO(data))
-            # the body ends tar.offset, padded to a 512-byte block; the header(s) came just before
-            start = tar.offset - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-            members[name] = [len(shards) - 1, start, len(data)]
-        if tar is not None:
-            tar.close()
+    with atomic_dir(out_dir) as staging:  # renamed into place only once complete; an older set stays till then
+        try:
+            for name, item in items:
+                _check_name(name, str(out_dir))
+                if name in members:
+                    raise ShardError(f"{out_dir}: duplicate image name {name!r}")
+                if tar is None or len(members) % shard_size == 0:
+                    if tar is not None:
+                        tar.close()
+                    shards.append(shard_name(len(shards)))
+                    tar = tarfile.open(staging / shards[-1], "w", format=tarfile.PAX_FORMAT)
+                data = _as_bytes(name, item)
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o644, 0  # mtime 0: same bytes, same hash
+                tar.addfile(info, io.BytesIO(data))
+                # the body ends tar.offset, padded to a 512-byte block; the header(s) came just before
+                start = tar.offset - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                members[name] = [len(shards) - 1, start, len(data)]
+        finally:
+            if tar is not None:
+                tar.close()
         index = {"format": INDEX_FORMAT, "shards": shards, "members": members}
         (staging / INDEX).write_text(json.dumps(index, separators=(",", ":")), encoding="utf-8")
-        os.chmod(staging, 0o755)  # mkdtemp makes 0700; the renamed folder gets the usual mode
-        _replace_dir(staging, out_dir)
-    except BaseException:
-        if tar is not None:
-            tar.close()
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("%s: wrote %d images into %d shards", out_dir, len(members), len(shards))
     return [out_dir / s for s in shards]
 
