@@ -47,8 +47,8 @@ class PoliteClient:
 
     def shown(self, url: str, params: dict | None) -> str:
         """The URL as messages show it: secret parameters replaced by ***."""
-        visible = {k: ("***" if k in self.secret_params else v) for k, v in (params or {}).items()}
-        return f"{url}?{urlencode(visible)}" if visible else url
+        shown = [f"{k}=***" if k in self.secret_params else urlencode({k: v}) for k, v in (params or {}).items()]
+        return f"{url}?{'&'.join(shown)}" if shown else url
 
     def _wait_turn(self) -> None:
         with self._lock:
