@@ -19,7 +19,7 @@ from components.fetch import FetchError
 from components.http import PoliteClient
 
 SECRET = "key-0123456789abcdef"  # a made-up API key; the assertions look for it everywhere
-MASKED = re.compile(r"api_key=(\*\*\*|%2A%2A%2A)")  # shown() url-encodes the *** it puts in place of the key
+MASKED = re.compile(r"api_key=\*\*\*")  # shown() puts *** in place of the key
 
 
 class Loopback:
@@ -149,7 +149,7 @@ def test_the_key_still_reaches_the_server(loopback):
     client = PoliteClient(rate=100.0, name="test")
     client.get(loopback.url, params={"api_key": SECRET})
     assert loopback.paths == [f"/api?api_key={SECRET}"]
-    assert client.shown(loopback.url, {"api_key": SECRET}) == f"{loopback.url}?api_key=%2A%2A%2A"
+    assert client.shown(loopback.url, {"api_key": SECRET}) == f"{loopback.url}?api_key=***"
 
 
 def test_rate_must_be_positive():
