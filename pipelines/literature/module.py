@@ -1,0 +1,42 @@
+"""The LightningModule: cross-entropy on the labels; logs train/loss, val/loss and val/macro_f1."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from components.steps import SplitSteps
+from pipelines.literature.models import CitationClassifier
+
+
+class CitationModule(SplitSteps, pl.LightningModule):
+    def __init__(self, net: CitationClassifier, hparams: dict) -> None:
+        super().__init__()
+        self.save_hyperparameters(hparams)  # lr, weight_decay, dropout and the architecture, for export
+        self.net = net
+        self.outputs: dict[str, list] = {}
+
+    def step(self, batch, stage: str):
+        ids, mask, y = batch
+        logits = self.net(ids, mask)
+        loss = F.cross_entropy(logits, y)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        if stage != "train":
+            self.outputs.setdefault(stage, []).append((logits.argmax(1).detach().cpu(), y.cpu()))
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        from sklearn.metrics import f1_score
+
+        pairs = self.outputs.pop("val", [])
+        if not pairs:
+            return
+        predicted = torch.cat([p for p, _ in pairs]).numpy()
+        truth = torch.cat([t for _, t in pairs]).numpy()
+        labels = list(range(self.net.head.out_features))
+        score = f1_score(truth, predicted, average="macro", labels=labels, zero_division=0)
+        self.log("val/macro_f1", float(score))
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
