@@ -178,3 +178,50 @@ def test_a_pretrained_encoder_must_be_a_local_folder(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no such model folder"):
         pretrained_tokenizer(cfg.project.model.encoder_path)
+
+
+def local_encoder(folder: Path, texts: list[str]) -> Path:
+    """A tiny random BERT + its fast tokenizer saved the way a downloaded model folder is laid out."""
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    from pipelines.literature.data import train_wordpiece
+
+    tok = train_wordpiece(texts, vocab_size=300, min_frequency=1)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    hf.save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=64,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_a_local_pretrained_encoder_trains_exports_and_serves(tmp_path, store):
+    from pipelines.literature.pyfunc import CitationIntent
+
+    cfg = config(tmp_path)
+    paths = Paths.of("literature", tmp_path / "data")
+    stages.run(LITERATURE, cfg, "pull", paths)
+    texts = [json.loads(line)["text"] for line in (paths.raw / "train.txt").read_text().splitlines()]
+    folder = local_encoder(tmp_path / "encoder", texts)
+    cfg = config(
+        tmp_path,
+        overrides=[
+            "literature.model.encoder=pretrained",
+            f"literature.model.encoder_path={folder}",
+            "literature.train.max_epochs=1",
+        ],
+    )
+    for stage in ("validate", "prepare", "train", "evaluate"):
+        stages.run(LITERATURE, cfg, stage, paths)
+    meta = json.loads((paths.prepared / "meta.json").read_text())
+    assert meta["encoder"] == "pretrained" and meta["tokenizer_fitted_on"] is None  # the encoder's own tokenizer
+    saved = json.loads((paths.model / "model.json").read_text())
+    assert saved["encoder_config"]["hidden_size"] == 16
+    answer = CitationIntent.from_dir(paths.model).predict(
+        None, pd.DataFrame({"text": ["We adopted it (Silva, 2001)."]})
+    )
+    assert answer["label"].iloc[0] in ("background", "method", "result")
