@@ -130,7 +130,7 @@ def chain(server, repo_root, tmp_path_factory):
 
 def test_the_runs_are_on_the_server(chain):
     client = chain["client"]
-    experiment = client.get_experiment_by_name("energy")
+    experiment = client.get_experiment_by_name("energy-demo")  # the demo profile's experiment
     assert experiment is not None, tail(chain["log"])
     runs = client.search_runs([experiment.experiment_id])
     stages = {r.data.tags.get("scifolio.stage") for r in runs}
@@ -144,7 +144,7 @@ def test_the_runs_are_on_the_server(chain):
 
 
 def test_the_champion_is_registered_on_the_server(chain):
-    champion = chain["client"].get_model_version_by_alias("energy", "champion")
+    champion = chain["client"].get_model_version_by_alias("energy-demo", "champion")
     assert str(champion.version) == "1"
     assert champion.tags.get("gate.decision") == "promoted"
 
@@ -154,7 +154,7 @@ def test_the_model_downloads_and_predicts_through_the_server(chain, tmp_path):
     from mlflow.models import Model
 
     client = chain["client"]
-    champion = client.get_model_version_by_alias("energy", "champion")
+    champion = client.get_model_version_by_alias("energy-demo", "champion")
     assert champion.source.startswith("models:/m-"), champion.source  # MLflow 3: the version points at a logged model
     location = client.get_logged_model(champion.source.removeprefix("models:/")).artifact_location
     assert location.startswith("mlflow-artifacts:/"), location  # served by the server, not a local path
@@ -171,7 +171,7 @@ def test_the_model_downloads_and_predicts_through_the_server(chain, tmp_path):
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
     with _use_tracking_uri(chain["url"]):  # restores the process-wide URI: later tests must not reach this server
-        model = mlflow.pyfunc.load_model("models:/energy@champion")
+        model = mlflow.pyfunc.load_model("models:/energy-demo@champion")
     forecast = model.predict(example)
     assert len(forecast) == 24  # the demo profile's horizon
     assert forecast.drop(columns="date", errors="ignore").notna().all().all()
