@@ -15,7 +15,7 @@ from components.config import Invalid, RegisterConfig, TrainConfig, TuneConfig, 
 @dataclasses.dataclass
 class DataSection:
     source: Literal["scicite", "demo"] = "scicite"  # the real SciCite files, or a seeded synthetic copy (offline)
-    scicite_dir: str = "/work/shared/data/literature/scicite"  # folder or URL mirror holding train.txt and dev.txt
+    scicite_dir: str = ""  # folder or URL mirror holding train.txt and dev.txt (e.g. ../shared/data/literature/scicite)
     test_file: str = ""  # optional held-out official test split (same format), kept outside the repository
     val_fraction: float = bounded(0.1, gt=0, lt=0.5)  # share of train carved for validation (by citing paper/text)
     demo_rows: int = bounded(600, ge=30)  # rows the demo generator writes (train; dev gets a fifth of it)

@@ -46,6 +46,10 @@ class Literature:
         if data.source == "demo":
             files = write_demo(out, data.demo_rows, cfg.seed)
         else:
+            if not data.scicite_dir:
+                raise ValueError(
+                    "literature.data.scicite_dir is not set: a folder or URL holding SciCite's train/dev files"
+                )
             files = [fetch(resolve(data.scicite_dir, name), out / name) for name in (TRAIN_FILE, DEV_FILE)]
         if data.test_file:
             files.append(fetch(data.test_file, out / heldout_name(data.test_file)))

@@ -21,7 +21,7 @@ from components.config import load_config
 from components.project import Paths, check_contract
 from pipelines.literature.project import LITERATURE
 
-SCICITE = Path("/work/shared/data/literature/scicite")
+SCICITE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "literature" / "scicite"
 BUDGET_S = 60
 FULL = {  # the full recipe (real SciCite, a small scratch BERT)
     "data": {"source": "scicite", "scicite_dir": str(SCICITE), "val_fraction": 0.1},
