@@ -16,6 +16,7 @@ import pytest
 from components.config import MonitorConfig
 from components.inference_log import append_record
 from components.monitor import FeatureSpec, compare, read_window
+from tests.components.toy_project import OneRowPerRequest
 
 SPEC = FeatureSpec(
     numerical=["a", "b"], categorical=["sex"], outputs=["p"], embeddings={"emb": [f"e{i}" for i in range(8)]}
@@ -84,18 +85,6 @@ def test_unknown_column_test_is_a_clear_error():
     rng = np.random.default_rng(5)
     with pytest.raises(ValueError, match="column_test"):
         compare(frame(50, rng), frame(50, rng), SPEC, MonitorConfig(column_test="psi"))
-
-
-class OneRowPerRequest:
-    """A project stand-in: a request's rows are its items; the feature is the `x` column."""
-
-    @staticmethod
-    def monitor_features(python_model, request, answer):
-        return pd.DataFrame({"x": request["x"].astype(float), "y": answer["y"].astype(float)})
-
-    @staticmethod
-    def monitor_spec(python_model):
-        return FeatureSpec(numerical=["x"], categorical=[], outputs=["y"])
 
 
 def test_read_window_keeps_answered_full_records_of_the_prefix_newest_last(tmp_path):

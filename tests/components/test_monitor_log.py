@@ -15,20 +15,7 @@ from components import monitor
 from components.config import MonitorConfig
 from components.inference_log import CellCap, append_record, blob_dir, cap_records
 from components.monitor import FeatureSpec, compare, scan_window
-
-
-class OneRowPerRequest:
-    """A project stand-in: a request's rows are its items; the feature is the `x` column."""
-
-    name = "toy"
-
-    @staticmethod
-    def monitor_features(python_model, request, answer):
-        return pd.DataFrame({"x": request["x"].astype(float), "y": answer["y"].astype(float)})
-
-    @staticmethod
-    def monitor_spec(python_model):
-        return FeatureSpec(numerical=["x"], categorical=[], outputs=["y"])
+from tests.components.toy_project import OneRowPerRequest
 
 
 def ok(log, x, n=2, **extra):

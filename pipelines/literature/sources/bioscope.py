@@ -58,6 +58,15 @@ class HedgeSentence:
     scopes: list[Scope] = field(default_factory=list)  # in the order they open
 
 
+def hedge_sentence(text: str, cues: list[Cue], **fields) -> HedgeSentence:
+    """A sentence with its label and flags derived from its cues (speculative: a speculation cue)."""
+    speculative = any(c.kind == "speculation" for c in cues)
+    negated = any(c.kind == "negation" for c in cues)
+    return HedgeSentence(
+        text=text, label=HEDGE_LABELS[speculative], speculative=speculative, negated=negated, cues=cues, **fields
+    )
+
+
 def _sentence(elem: ET.Element, where: str) -> tuple[str, list[Cue], list[Scope]]:
     """The sentence's text and its cue and scope spans, walking the mixed content in document order."""
     pieces: list[str] = []
@@ -137,13 +146,9 @@ def read_bioscope(path: Path) -> list[HedgeSentence]:
                     text, cues, scopes = _sentence(elem, where)
                     if not text.strip():
                         raise LabelledDataError(f"{where}: empty text")
-                    speculative = any(c.kind == "speculation" for c in cues)
                     records.append(
-                        HedgeSentence(
+                        hedge_sentence(
                             text=text,
-                            label=HEDGE_LABELS[speculative],
-                            speculative=speculative,
-                            negated=any(c.kind == "negation" for c in cues),
                             sentence_id=sentence_id,
                             doc_id=doc_id,
                             doc_type=doc_type,
@@ -277,13 +282,9 @@ def write_demo_bioscope(
                 sentence_id = f"S{d}.{number}"
                 xml, text, cues, scopes = _render(pieces, f"{d}.{number}")
                 out.append(f'\t\t\t\t\t<sentence id="{sentence_id}">{xml}</sentence>')
-                speculative = any(c.kind == "speculation" for c in cues)
                 records.append(
-                    HedgeSentence(
+                    hedge_sentence(
                         text=text,
-                        label=HEDGE_LABELS[speculative],
-                        speculative=speculative,
-                        negated=any(c.kind == "negation" for c in cues),
                         sentence_id=sentence_id,
                         doc_id=doc_id,
                         doc_type="Biological_abstract",
