@@ -463,16 +463,19 @@ class Config:
 
     @property
     def model_name(self) -> str:
-        """The MLflow experiment, registered model and monitoring folder of this project under this profile.
+        """The MLflow experiment, registered model and monitoring folder of this project (and task) under this profile.
 
         `energy` for the full profile (real data), `energy-demo` for the demo profile (synthetic data): a
         demo run never registers a challenger against, moves the alias of, or logs beside the real champion.
         """
-        return model_name(self.name, self.profile)
+        return model_name(self.name, self.profile, getattr(self.project, "task", ""))
 
 
-def model_name(project: str, profile: str) -> str:
-    return project if profile == "full" else f"{project}-{profile}"
+def model_name(project: str, profile: str, task: str = "") -> str:
+    """`<project>[-<task>][-<profile>]`: a project with several tasks (a `task` key in its section, as
+    literature has) registers one model per task, each with its own experiment and inference log."""
+    name = f"{project}-{task}" if task else project
+    return name if profile == "full" else f"{name}-{profile}"
 
 
 def load_config(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from components.config import Invalid, RegisterConfig, TrainConfig, TuneConfig, bounded
+from components.config import Invalid, MonitorConfig, RegisterConfig, TrainConfig, TuneConfig, bounded
 
 
 @dataclasses.dataclass
@@ -44,6 +44,9 @@ class ModelSection:
             raise Invalid("encoder_path", "encoder=pretrained needs a local model folder (no hub ids are fetched)")
 
 
+Task = Literal["intent"]  # one registered model per task: literature-<task>[-demo] (components/config.model_name)
+
+
 @dataclasses.dataclass
 class LiteratureSection:
     data: DataSection
@@ -51,3 +54,5 @@ class LiteratureSection:
     train: TrainConfig
     tune: TuneConfig
     register: RegisterConfig
+    monitor: MonitorConfig = dataclasses.field(default_factory=MonitorConfig)
+    task: Task = "intent"  # intent: SciCite citation intent (the task `dvc repro` trains; others via --set / dvc exp run -S)
