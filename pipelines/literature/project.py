@@ -13,15 +13,18 @@ import json
 import shutil
 from pathlib import Path
 
-from components.project import Metric, Objective, Paths, PyfuncSpec
+from components.project import Metric, MonitoringModule, Objective, Paths, PyfuncSpec
 from pipelines.literature.config import LiteratureSection
 
 OPTIMISER_KEYS = ("lr", "weight_decay")
 
 
-class Literature:
+class Literature(MonitoringModule):
     name = "literature"
     section = LiteratureSection
+    # ---- monitoring (owned by the platform engineer): text features, reference, replay streams
+    monitoring_module = "pipelines.literature.monitoring"
+    replay_streams = ("unshifted", "arxiv", "decade")
     # select and tune on validation macro-F1 (carved from train), promote on the dev split's macro-F1, re-scored
     objective = Objective(select=Metric("val/macro_f1", "maximize"), gate=Metric("test/macro_f1", "maximize"))
     description = (
