@@ -7,6 +7,7 @@ import importlib
 PROJECTS = {
     "energy": "pipelines.energy.project:ENERGY",
     "medical": "pipelines.medical.project:MEDICAL",
+    "literature": "pipelines.literature.project:LITERATURE",
 }
 
 

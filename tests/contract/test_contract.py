@@ -42,6 +42,13 @@ SHRINK = {
         "medical.gradcam_images=1",
         "medical.monitor.reference_items=40",
     ],
+    "literature": [
+        "literature.train.max_epochs=1",
+        "literature.tune.n_trials=1",
+        "literature.tune.max_epochs=1",
+        "literature.data.demo_rows=200",
+        "literature.monitor.reference_items=40",
+    ],
     "tiny": ["tiny.train.max_epochs=3", "tiny.tune.n_trials=2", "tiny.tune.max_epochs=2"],
 }
 TINY_PARAMS = {
@@ -89,7 +96,9 @@ def test_project_runs_pull_to_register_in_seconds(name, repo_root, tmp_path, sto
 
     # the registry: the demo profile's own model, promoted because there is no champion yet
     decision = json.loads((paths.registry / "decision.json").read_text())
-    assert cfg.model_name == f"{name}-demo" and decision["model"] == cfg.model_name
+    task = getattr(cfg.project, "task", "")
+    assert cfg.model_name == f"{name}-{task}-demo" if task else f"{name}-demo"
+    assert decision["model"] == cfg.model_name
     assert decision["promoted"] and decision["reason"] == "no champion yet"
     assert decision["metric"] == project.objective.gate.name
     assert decision["source"] == project.objective.gate_source

@@ -34,11 +34,12 @@ COPY = [
     "monitoring/inference/medical/.gitkeep",
     "monitoring/inference/energy-demo/.gitkeep",
     "monitoring/inference/medical-demo/.gitkeep",
+    "monitoring/inference/.gitkeep",
     ".gitignore",
 ]
 
 
-MODEL = {"energy": "energy-demo", "medical": "medical-demo"}  # the demo profile's registered models
+MODEL = {"energy": "energy-demo", "medical": "medical-demo", "literature": "literature-intent-demo"}  # demo models
 
 
 def run(cmd: list[str], cwd: Path, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -91,7 +92,7 @@ def demo(repo_root, tmp_path_factory):
 
 
 def test_first_repro_runs_every_stage(demo):
-    for project in ("energy", "medical"):
+    for project in MODEL:
         for stage in ("pull", "validate", "prepare", "tune", "train", "evaluate", "register", "monitor"):
             assert f"Running stage '{stage}@{project}'" in demo["first"].stdout
 
@@ -113,7 +114,7 @@ def test_second_repro_is_a_noop(demo):
             },
         ),
         # a component only the registry and the monitor import: from register on, for every project
-        ("components/monitor.py", {"register@energy", "register@medical", "monitor@energy", "monitor@medical"}),
+        ("components/monitor.py", {f"{stage}@{p}" for stage in ("register", "monitor") for p in MODEL}),
     ],
 )
 def test_a_code_change_reruns_the_stages_that_import_it(demo, changed, expected):
@@ -247,6 +248,25 @@ def test_medical_clinical_validation_outputs(demo):
     bad = request.assign(image=base64.b64encode(b"not an image").decode())
     with pytest.raises(Exception, match="row 0"):
         model.predict(bad)
+
+
+def test_literature_champion_classifies_citations(demo):
+    """The literature chain on the demo: a champion that beats the majority class and refuses bad text."""
+    import mlflow
+
+    work, client = demo["dir"], demo["client"]
+    metrics = json.loads((work / "data/literature/evaluation/metrics.json").read_text())
+    assert metrics["test"]["macro_f1"] > metrics["baseline"]["test"]["macro_f1"]
+    champion = client.get_model_version_by_alias(MODEL["literature"], "champion")
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL['literature']}/{champion.version}")
+    texts = pd.read_parquet(work / "data/literature/prepared/texts.parquet")
+    test = texts[texts["split"] == "test"].head(5)
+    answer = model.predict(test[["text"]].reset_index(drop=True))
+    assert set(answer["label"]) <= {"background", "method", "result"} and len(answer) == 5
+    p = answer[["p_background", "p_method", "p_result"]].sum(axis=1)
+    assert ((p - 1).abs() < 1e-5).all()
+    with pytest.raises(Exception, match="row 1"):
+        model.predict(pd.DataFrame({"text": ["A fine citation (Smith et al., 2001).", "   "]}))
 
 
 # ---- the deployed side: serve -> replay a shifted stream -> drift report -> retraining loop --------
