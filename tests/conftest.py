@@ -42,3 +42,25 @@ def _isolate_mlflow_env():
     for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
         del os.environ[key]
     os.environ.update(saved)
+
+
+@pytest.fixture
+def loopback():
+    """serve(folder) -> "http://127.0.0.1:<port>": a real HTTP mirror of a local folder, for pull tests."""
+    import functools
+    import http.server
+    import threading
+
+    servers = []
+
+    def serve(folder: Path) -> str:
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        handler.log_message = lambda *a, **k: None
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
