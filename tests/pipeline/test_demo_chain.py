@@ -272,11 +272,18 @@ def test_literature_champion_classifies_citations(demo):
 # ---- the deployed side: serve -> replay a shifted stream -> drift report -> retraining loop --------
 
 
-@pytest.mark.parametrize("project, shifted", [("energy", "station"), ("medical", "intensity")])
-def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, shifted, monkeypatch):
+@pytest.mark.parametrize(
+    "project, shifted, retrains",
+    [("energy", "station", True), ("medical", "intensity", False), ("literature", "arxiv", False)],
+)
+def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, shifted, retrains, monkeypatch):
     """The done-when of the loop on the demo: a shifted replay to the real server is flagged by the
     monitor (report + MLflow run + version tags), and `retrain --if-drift` retrains and the gate
-    either promotes or refuses, with the reason recorded in MLflow and on disk."""
+    either promotes or refuses, with the reason recorded in MLflow and on disk.
+
+    The retraining half (components/loop.py: `dvc repro --force register@<p>`, project-agnostic) runs
+    for energy only: for medical it re-ran the whole forced chain for 200 s of CI time and tested
+    nothing energy's run does not."""
     from components.config import load_config
     from components.project import Paths
     from components.replay import run_replays, served
@@ -319,6 +326,8 @@ def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, s
     assert monitor_run.data.tags["scifolio.stage"] == "monitor"
     assert any(a.path == "monitoring/report.html" for a in client.list_artifacts(monitor_run.info.run_id, "monitoring"))
 
+    if not retrains:
+        return
     # the loop: the monitor (run again on the whole log window) flags drift, so it retrains
     proc = run([sys.executable, "-m", "pipelines", project, "retrain", "--if-drift"], work, env, timeout=1200)
     record = json.loads(proc.stdout.strip().splitlines()[-1])
