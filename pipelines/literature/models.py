@@ -1,9 +1,12 @@
-"""The plain network: a BERT encoder, a pooled vector (masked mean or [CLS]), dropout, a linear head.
+"""The plain networks: a BERT encoder with a pooled-sentence head, or (roles) a head at every [SEP].
 
 `scratch` builds a small BERT from `transformers.BertConfig` (random weights, the vocabulary of the
 WordPiece tokenizer trained on train texts); `pretrained` loads a local folder with
 `AutoModel.from_pretrained(path)` (never a hub id). Either way the exported model is the encoder's
 config + a state_dict, rebuilt with `AutoModel.from_config`, so serving needs no pretrained folder.
+
+`domain_adapt` continues masked-LM training of the encoder on the task's texts before fine-tuning
+(`model.dapt_epochs`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ import torch
 from torch import nn
 
 
-class CitationClassifier(nn.Module):
+class SentenceClassifier(nn.Module):
+    """One text -> one label: masked mean of the token states (or [CLS]), dropout, linear."""
+
+    sequential = False
+
     def __init__(self, encoder: nn.Module, n_labels: int, dropout: float, pooling: str = "mean") -> None:
         super().__init__()
-        self.encoder, self.pooling = encoder, pooling
+        self.encoder, self.pooling, self.n_labels = encoder, pooling, n_labels
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, n_labels)
 
@@ -29,6 +36,36 @@ class CitationClassifier(nn.Module):
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return self.head(self.dropout(pooled))
+
+
+CitationClassifier = SentenceClassifier  # the first slice's name
+
+
+class SequentialSentenceClassifier(nn.Module):
+    """Cohan et al. 2019: the abstract is one sequence; a linear head on every position's state.
+
+    Logits come out for every position [B, L, n_labels]; a sentence's prediction is the one at its [SEP]
+    (the training targets are IGNORE elsewhere, data.encode_abstracts says where each [SEP] is). Through
+    self-attention each [SEP] state sees the whole abstract: the sentence's context.
+    """
+
+    sequential = True
+
+    def __init__(self, encoder: nn.Module, n_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder, self.n_labels = encoder, n_labels
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, n_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(self.dropout(hidden))
+
+
+def classifier(encoder: nn.Module, n_labels: int, dropout: float, sequential: bool, pooling: str = "mean"):
+    if sequential:
+        return SequentialSentenceClassifier(encoder, n_labels, dropout)
+    return SentenceClassifier(encoder, n_labels, dropout, pooling)
 
 
 def scratch_config(vocab_size: int, hidden: int, layers: int, heads: int, max_len: int, dropout: float, pad_id: int):
@@ -54,7 +91,11 @@ def build_encoder(model: Any, vocab_size: int, pad_id: int) -> nn.Module:
     if model.encoder == "pretrained":
         from pipelines.literature.data import require_local_model
 
-        return AutoModel.from_pretrained(str(require_local_model(model.encoder_path)), local_files_only=True)
+        encoder = AutoModel.from_pretrained(str(require_local_model(model.encoder_path)), local_files_only=True)
+        limit = getattr(encoder.config, "max_position_embeddings", model.max_len)
+        if model.max_len > limit:
+            raise ValueError(f"literature.model.max_len {model.max_len} exceeds the encoder's {limit} positions")
+        return encoder
     config = scratch_config(vocab_size, model.hidden, model.layers, model.heads, model.max_len, model.dropout, pad_id)
     return AutoModel.from_config(config)
 
@@ -67,11 +108,79 @@ def encoder_from_config(config_dict: dict) -> nn.Module:
     return AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
 
 
-def predict_proba(net: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch: int = 256):
-    """Class probabilities [N, n_labels], in eval mode, without gradients."""
+def predict_rows(net: nn.Module, input_ids, attention_mask, row=None, n_rows: int | None = None, batch: int = 256):
+    """Class probabilities [n_rows, n_labels] in eval mode without gradients; roles: read at each row's [SEP]."""
     net.eval()
     out = []
     with torch.no_grad():
         for i in range(0, len(input_ids), batch):
-            out.append(torch.softmax(net(input_ids[i : i + batch], attention_mask[i : i + batch]), dim=1))
-    return torch.cat(out) if out else torch.empty(0, net.head.out_features)
+            out.append(torch.softmax(net(input_ids[i : i + batch], attention_mask[i : i + batch]), dim=-1))
+    if not out:
+        return torch.empty(0, net.n_labels)
+    proba = torch.cat(out)
+    if not getattr(net, "sequential", False):
+        return proba
+    n_rows = int(row.max()) + 1 if n_rows is None else n_rows
+    result = torch.full((n_rows, net.n_labels), float("nan"))
+    result[row[row >= 0]] = proba[row >= 0]
+    return result
+
+
+def predict_proba(net: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch: int = 256):
+    return predict_rows(net, input_ids, attention_mask, batch=batch)
+
+
+# ---- domain-adaptive pre-training ---------------------------------------------------------------------
+
+
+def domain_adapt(
+    encoder: nn.Module,
+    tokenizer,  # a tokenizers.Tokenizer (the one saved at prepare)
+    texts: list[str],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    max_len: int,
+    mlm_probability: float,
+    seed: int,
+) -> list[float]:
+    """Continued masked-LM training of `encoder` in place (Gururangan et al. 2020); the mean loss per epoch.
+
+    The encoder becomes the base model of an `AutoModelForMaskedLM` of its own config (a BertForMaskedLM
+    for BERT and MiniLM), whose LM head is tied to the encoder's embeddings and otherwise new: only the
+    encoder is kept afterwards. Masking is transformers' DataCollatorForLanguageModeling (80/10/10).
+    """
+    from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, PreTrainedTokenizerFast
+
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    specials = {"unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                "mask_token": "[MASK]"}  # fmt: skip
+    missing = [t for t in specials.values() if tokenizer.token_to_id(t) is None]
+    if missing:
+        raise ValueError(f"literature.model.dapt_epochs: the tokenizer lacks {missing}, masked-LM needs them")
+    hf = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **specials)
+    collator = DataCollatorForLanguageModeling(hf, mlm=True, mlm_probability=mlm_probability)
+    mlm = AutoModelForMaskedLM.from_config(encoder.config)
+    setattr(mlm, mlm.base_model_prefix, encoder)  # the encoder itself is trained, not a copy
+    mlm.tie_weights()
+    examples = [{"input_ids": ids} for ids in hf(list(texts), truncation=True, max_length=max_len)["input_ids"]]
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the collator masks with torch's global generator
+    optimiser = torch.optim.AdamW(mlm.parameters(), lr=lr)
+    mlm.train()
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(len(examples), generator=generator).tolist()
+        total, n = 0.0, 0
+        for start in range(0, len(order), batch_size):
+            batch = collator([examples[i] for i in order[start : start + batch_size]])
+            loss = mlm(**batch).loss
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total, n = total + float(loss), n + 1
+        losses.append(total / max(n, 1))
+    encoder.train()
+    return losses

@@ -1,4 +1,8 @@
-"""The LightningModule: cross-entropy on the labels; logs train/loss, val/loss and val/macro_f1."""
+"""The LightningModule of every task: cross-entropy on the labelled positions; logs train/loss, val/loss, val/macro_f1.
+
+Sentence tasks have one label per sequence; roles has one per [SEP] (IGNORE elsewhere): both are the
+labelled positions of the logits, so one step serves both networks.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from components.steps import SplitSteps
-from pipelines.literature.models import CitationClassifier
+from pipelines.literature.data import IGNORE
 
 
-class CitationModule(SplitSteps, pl.LightningModule):
-    def __init__(self, net: CitationClassifier, hparams: dict) -> None:
+class LiteratureModule(SplitSteps, pl.LightningModule):
+    def __init__(self, net: torch.nn.Module, hparams: dict) -> None:
         super().__init__()
         self.save_hyperparameters(hparams)  # lr, weight_decay, dropout and the architecture, for export
         self.net = net
@@ -20,6 +24,9 @@ class CitationModule(SplitSteps, pl.LightningModule):
     def step(self, batch, stage: str):
         ids, mask, y = batch
         logits = self.net(ids, mask)
+        logits, y = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+        keep = y != IGNORE
+        logits, y = logits[keep], y[keep]
         loss = F.cross_entropy(logits, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         if stage != "train":
@@ -34,9 +41,12 @@ class CitationModule(SplitSteps, pl.LightningModule):
             return
         predicted = torch.cat([p for p, _ in pairs]).numpy()
         truth = torch.cat([t for _, t in pairs]).numpy()
-        labels = list(range(self.net.head.out_features))
+        labels = list(range(self.net.n_labels))
         score = f1_score(truth, predicted, average="macro", labels=labels, zero_division=0)
         self.log("val/macro_f1", float(score))
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+
+
+CitationModule = LiteratureModule  # the first slice's name

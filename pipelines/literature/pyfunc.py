@@ -1,8 +1,9 @@
-"""The registered citation-intent model: a DataFrame with a `text` column in, a label and probabilities out.
+"""The registered model of every literature task: a DataFrame in, one label and probabilities per row out.
 
-Input: one row per citation context, column `text` (a non-blank string of at most `max_chars`
-characters; anything else is refused with `TextInputError` naming the column and row). Output: `label`
-(background / method / result) and `p_<label>` for each class. Texts are tokenized with the tokenizer
+Input: one row per text, column `text` (a non-blank string of at most `max_chars` characters; anything
+else is refused with `TextInputError` naming the column and row). Roles also reads an optional
+`abstract_id` column: the rows of one abstract, in order, are classified together (absent: all rows are
+one abstract). Output: `label` and `p_<label>` for each class. Texts are tokenized with the tokenizer
 saved at prepare (WordPiece trained on train texts, or the pretrained encoder's own).
 """
 
@@ -18,7 +19,7 @@ from components.payload import PayloadError, check_text
 
 ARTIFACTS = ("model_config", "weights", "tokenizer")
 FILES = {"model_config": "model.json", "weights": "weights.pt", "tokenizer": "tokenizer.json"}
-TEXT = "text"
+TEXT, ABSTRACT = "text", "abstract_id"
 
 
 class TextInputError(PayloadError):
@@ -32,29 +33,36 @@ def artifact_paths(model_dir: Path) -> dict[str, str]:
 def load_net(model_config: dict, weights: str):
     import torch
 
-    from pipelines.literature.models import CitationClassifier, encoder_from_config
+    from pipelines.literature.models import classifier, encoder_from_config
 
     encoder = encoder_from_config(model_config["encoder_config"])
-    net = CitationClassifier(encoder, len(model_config["labels"]), 0.0, model_config.get("pooling", "mean"))
+    net = classifier(
+        encoder,
+        len(model_config["labels"]),
+        0.0,
+        model_config.get("sequential", False),
+        model_config.get("pooling", "mean"),
+    )
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return net.eval()
 
 
-class CitationIntent(mlflow.pyfunc.PythonModel):
+class LiteratureModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.load(**{name: context.artifacts[name] for name in ARTIFACTS})
 
-    def load(self, model_config: str, weights: str, tokenizer: str) -> CitationIntent:
+    def load(self, model_config: str, weights: str, tokenizer: str) -> LiteratureModel:
         from tokenizers import Tokenizer
 
         self.config = json.loads(Path(model_config).read_text())
         self.labels = list(self.config["labels"])
+        self.sequential = bool(self.config.get("sequential", False))
         self.net = load_net(self.config, weights)
         self.tokenizer = Tokenizer.from_file(tokenizer)
         return self
 
     @classmethod
-    def from_dir(cls, model_dir: Path) -> CitationIntent:
+    def from_dir(cls, model_dir: Path) -> LiteratureModel:
         return cls().load(**artifact_paths(model_dir))
 
     def check(self, model_input) -> list[str]:
@@ -67,14 +75,33 @@ class CitationIntent(mlflow.pyfunc.PythonModel):
         except PayloadError as err:
             raise TextInputError(err.reason, err.column, err.row) from None
 
+    def abstracts(self, model_input: pd.DataFrame) -> list[str]:
+        """The abstract of each row (roles): the `abstract_id` column as strings, or one abstract for all."""
+        if ABSTRACT not in model_input.columns:
+            return ["0"] * len(model_input)
+        ids = model_input[ABSTRACT].tolist()
+        for row, value in enumerate(ids):
+            if value is None or (isinstance(value, float) and value != value):
+                raise TextInputError("the abstract id is missing", ABSTRACT, row)
+        return [str(v) for v in ids]
+
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        from pipelines.literature.data import encode
-        from pipelines.literature.models import predict_proba
+        from pipelines.literature.data import encode, encode_abstracts
+        from pipelines.literature.models import predict_rows
 
         texts = self.check(model_input)
-        ids, mask = encode(self.tokenizer, texts, self.config["max_len"], self.config["pad_id"])
-        proba = predict_proba(self.net, ids, mask).numpy().astype("float64")
+        max_len, pad_id = self.config["max_len"], self.config["pad_id"]
+        if self.sequential:
+            ids, mask, row = encode_abstracts(self.tokenizer, texts, self.abstracts(model_input), max_len, pad_id)
+            proba = predict_rows(self.net, ids, mask, row, n_rows=len(texts))
+        else:
+            ids, mask = encode(self.tokenizer, texts, max_len, pad_id)
+            proba = predict_rows(self.net, ids, mask)
+        proba = proba.numpy().astype("float64")
         out = pd.DataFrame({"label": [self.labels[i] for i in proba.argmax(1)]})
         for i, label in enumerate(self.labels):
             out[f"p_{label}"] = proba[:, i]
         return out
+
+
+CitationIntent = LiteratureModel  # the first slice's name (models logged before the rename import it)

@@ -1,4 +1,4 @@
-"""The literature plug-in (citation intent on SciCite): contract, the whole chain on the demo, the real readers.
+"""The literature plug-in, intent task (SciCite): contract, the whole chain on the demo, the real files.
 
 The project is not registered in pipelines/registry.py yet, so the chain runs here the way
 tests/contract/test_contract.py runs registered projects: a temporary params file with a `literature`
@@ -24,7 +24,7 @@ from pipelines.literature.project import LITERATURE
 SCICITE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "literature" / "scicite"
 BUDGET_S = 60
 FULL = {  # the full recipe (real SciCite, a small scratch BERT)
-    "data": {"source": "scicite", "scicite_dir": str(SCICITE), "val_fraction": 0.1},
+    "data": {"source": "files", "scicite_dir": str(SCICITE), "val_fraction": 0.1},
     "model": {"encoder": "scratch", "hidden": 128, "layers": 2, "heads": 4, "max_len": 128, "dropout": 0.1},
     "train": {"batch_size": 32, "lr": 5e-4, "max_epochs": 10, "patience": 3},
     "tune": {"n_trials": 10, "max_epochs": 3, "pruner": "median"},
@@ -64,7 +64,7 @@ def store(tmp_path, monkeypatch):
 
 
 def test_the_plug_in_passes_the_contract():
-    assert check_contract(LITERATURE) == frozenset({"tunable"})
+    assert check_contract(LITERATURE) == frozenset({"tunable", "monitorable", "replayable"})
     assert LITERATURE.objective.select.name == "val/macro_f1" and LITERATURE.objective.gate.name == "test/macro_f1"
 
 
@@ -78,10 +78,10 @@ def test_the_demo_runs_pull_to_register_in_seconds(tmp_path, store):
     assert elapsed < BUDGET_S, f"literature: pull to register took {elapsed:.0f} s (budget {BUDGET_S} s)"
 
     decision = json.loads((paths.registry / "decision.json").read_text())
-    assert cfg.model_name == "literature-demo" and decision["model"] == "literature-demo"
+    assert cfg.model_name == "literature-intent-demo" and decision["model"] == "literature-intent-demo"
     assert decision["promoted"] and decision["reason"] == "no champion yet"
     assert decision["metric"] == "test/macro_f1"
-    champion = store.get_model_version_by_alias("literature-demo", "champion")
+    champion = store.get_model_version_by_alias("literature-intent-demo", "champion")
     assert str(champion.version) == str(decision["version"])
 
     metrics = json.loads((paths.evaluation / "metrics.json").read_text())
@@ -92,7 +92,7 @@ def test_the_demo_runs_pull_to_register_in_seconds(tmp_path, store):
     history = pd.read_csv(paths.model / "history.csv")
     assert {"train/loss", "val/loss", "val/macro_f1"} <= set(history.columns)
 
-    model = mlflow.pyfunc.load_model("models:/literature-demo@champion")
+    model = mlflow.pyfunc.load_model("models:/literature-intent-demo@champion")
     answer = model.predict(pd.DataFrame({"text": ["We used the method of Smith et al. (2001) to measure it."]}))
     assert list(answer.columns) == ["label", "p_background", "p_method", "p_result"]
     assert answer[["p_background", "p_method", "p_result"]].sum(axis=1).round(5).tolist() == [1.0]
@@ -200,7 +200,7 @@ def local_encoder(folder: Path, texts: list[str]) -> Path:
 
 
 def test_a_local_pretrained_encoder_trains_exports_and_serves(tmp_path, store):
-    from pipelines.literature.pyfunc import CitationIntent
+    from pipelines.literature.pyfunc import LiteratureModel
 
     cfg = config(tmp_path)
     paths = Paths.of("literature", tmp_path / "data")
@@ -221,7 +221,7 @@ def test_a_local_pretrained_encoder_trains_exports_and_serves(tmp_path, store):
     assert meta["encoder"] == "pretrained" and meta["tokenizer_fitted_on"] is None  # the encoder's own tokenizer
     saved = json.loads((paths.model / "model.json").read_text())
     assert saved["encoder_config"]["hidden_size"] == 16
-    answer = CitationIntent.from_dir(paths.model).predict(
+    answer = LiteratureModel.from_dir(paths.model).predict(
         None, pd.DataFrame({"text": ["We adopted it (Silva, 2001)."]})
     )
     assert answer["label"].iloc[0] in ("background", "method", "result")
