@@ -33,6 +33,7 @@ class DataSection:
     max_chars: int = bounded(2000, ge=16)  # longer texts fail validation and are refused by the served model
     conflicts: Literal["majority", "fail"] = "majority"  # same text, different labels: majority rule or a failure
     leak: Literal["drop_train", "fail"] = "drop_train"  # train texts also in test: drop them from train, or fail
+    too_long: Literal["drop", "fail"] = "drop"  # texts over max_chars (PDF-extraction debris): drop them, or fail
 
     def check(self) -> None:
         if self.fold >= self.n_folds:

@@ -144,6 +144,7 @@ class Assembled:
     roles: list[tuple[Unit, str]]  # the kept units and their role
     conflicts: int = 0  # conflicting texts resolved
     leaked: int = 0  # pool rows dropped by the leak rule
+    long: int = 0  # texts over max_chars dropped
 
 
 def read_sets(task: TaskSpec, data, raw: Path) -> dict[str, list[Item]]:
@@ -153,10 +154,14 @@ def read_sets(task: TaskSpec, data, raw: Path) -> dict[str, list[Item]]:
     return sets
 
 
+def too_long(items: list[Item], max_chars: int) -> list[bool]:
+    return [len(i.text) > max_chars for i in items]
+
+
 def assemble(task: TaskSpec, data, raw: Path, seed: int, sets: dict | None = None) -> Assembled:
     """The documented rules and the split, in order (see the module docstring); `fail` rules drop nothing."""
     sets = sets if sets is not None else read_sets(task, data, raw)
-    units, conflict, n_conflicts = {}, {}, 0
+    units, conflict, n_conflicts, n_long = {}, {}, 0, 0
     for name, items in sets.items():
         us = units_of(items, task.sequential)
         states = conflict_states(us)
@@ -164,6 +169,10 @@ def assemble(task: TaskSpec, data, raw: Path, seed: int, sets: dict | None = Non
         if data.conflicts == "majority":
             n_conflicts += len(resolve_conflicts(us)[1])
             us = [u for u, s in zip(us, states, strict=True) if s != "dropped"]
+        if data.too_long == "drop":  # after the conflicts (Athar: 8,586 rows), a unit with a too-long text goes
+            long = [any(too_long(u.items, data.max_chars)) for u in us]
+            n_long += sum(len(u.items) for u, x in zip(us, long, strict=True) if x)
+            us = [u for u, x in zip(us, long, strict=True) if not x]
         units[name] = us
     if task.test_from == "file":
         pool, test = units[task.files[0]], units[task.files[1]]
@@ -185,7 +194,7 @@ def assemble(task: TaskSpec, data, raw: Path, seed: int, sets: dict | None = Non
     val = carve(kept, data.val_fraction, seed + 1)  # another stream than the test share's
     roles = [(u, "val" if i in val else "train") for i, u in enumerate(kept)]
     roles += [(u, "test") for u in test] + [(u, "heldout") for u in heldout]
-    return Assembled(sets, conflict, pool, leak, roles, n_conflicts, leaked)
+    return Assembled(sets, conflict, pool, leak, roles, n_conflicts, leaked, n_long)
 
 
 def frame_of(assembled: Assembled):
@@ -383,6 +392,7 @@ def prepare(task: TaskSpec, data, model, raw: Path, seed: int, out: Path) -> dic
         "label_counts": {s: frame[frame["split"] == s]["label"].value_counts().to_dict() for s in counts},
         "conflicts_resolved": assembled.conflicts,
         "leaked_train_rows_dropped": assembled.leaked,
+        "too_long_dropped": assembled.long,
         "fold": data.fold if task.test_from == "folds" else None,
         "limit": data.limit,
         **meta,
@@ -438,7 +448,8 @@ def make_datamodule(prepared: Path, batch_size: int, num_workers: int = 0):
 def task_checks(task: TaskSpec, data, raw: Path, seed: int) -> list:
     """Great Expectations checks of each raw file, and of the split, after the documented rules.
 
-    Per file: the label set, no blank text, at most `max_chars` characters, duplicated texts (roles: whole
+    Per file: the label set, no blank text, at most `max_chars` characters (longer ones are dropped first
+    under `data.too_long: drop`), duplicated texts (roles: whole
     abstracts) with conflicting labels (allowed only as resolved by `data.conflicts: majority`). Then the
     split: a train or validation text (roles: abstract) that is also in the test or held-out split fails
     unless `data.leak: drop_train` drops it.
@@ -463,10 +474,13 @@ def task_checks(task: TaskSpec, data, raw: Path, seed: int) -> list:
     checks = []
     for name, file in files.items():
         items = sets[name]
+        long = too_long(items, data.max_chars)
         frame = pd.DataFrame(
             {"text": [i.text for i in items], "label": [i.label for i in items], "conflict": assembled.conflict[name]},
             index=[i.line for i in items],
         )
+        if data.too_long == "drop":  # dropped by the rule (and counted in the summary), not checked further
+            frame = frame[[not x for x in long]]
         expectations = [
             gx.expectations.ExpectColumnValuesToBeInSet(column="label", value_set=list(task.labels)),
             gx.expectations.ExpectColumnValuesToNotBeNull(column="text"),
@@ -475,6 +489,10 @@ def task_checks(task: TaskSpec, data, raw: Path, seed: int) -> list:
             gx.expectations.ExpectColumnValuesToBeInSet(column="conflict", value_set=allowed_conflict),
             gx.expectations.ExpectTableRowCountToBeBetween(min_value=3),
         ]
+        if data.too_long == "drop" and any(long):
+            print(
+                f"literature {file.name}: {sum(long)} text(s) over {data.max_chars} characters dropped (data.too_long)"
+            )
         suite = gx.ExpectationSuite(name=f"literature-{task.name}-{name}", expectations=expectations)
         checks.append(Check(f"{file.name} {task.name}", file, frame, suite))
     pool = assembled.pool

@@ -225,3 +225,39 @@ def test_a_local_pretrained_encoder_trains_exports_and_serves(tmp_path, store):
         None, pd.DataFrame({"text": ["We adopted it (Silva, 2001)."]})
     )
     assert answer["label"].iloc[0] in ("background", "method", "result")
+
+
+# ---- shared by tests/literature/test_task_*.py ------------------------------------------------------------
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "literature"
+TASK_DEMO = {**DEMO, "data": {"source": "demo", "demo_rows": 240}, "train": {**DEMO["train"], "max_epochs": 4}}
+
+
+def demo_chain(tmp_path: Path, task: str, overrides=()):
+    """pull -> validate -> prepare -> train -> evaluate of `task` on its shrunk demo; (cfg, paths, metrics)."""
+    cfg = config(tmp_path, overrides=[f"literature.task={task}", *overrides], demo=TASK_DEMO)
+    paths = Paths.of("literature", tmp_path / "data")
+    for stage in ("pull", "validate", "prepare", "train", "evaluate"):
+        stages.run(LITERATURE, cfg, stage, paths)
+    return cfg, paths, json.loads((paths.evaluation / "metrics.json").read_text())
+
+
+def real_prepare(tmp_path: Path, task: str, overrides=()) -> tuple[Paths, dict]:
+    """pull (from the shared folder) -> validate -> prepare of `task` on the real files; (paths, summary)."""
+    cfg = config(tmp_path, "full", [f"literature.task={task}", "literature.model.vocab_size=4000", *overrides])
+    paths = Paths.of("literature", tmp_path / "data")
+    for stage in ("pull", "validate", "prepare"):
+        stages.run(LITERATURE, cfg, stage, paths)
+    return paths, json.loads((paths.prepared / "summary.json").read_text())
+
+
+def groups_by_split(paths: Paths) -> dict[str, set]:
+    texts = pd.read_parquet(paths.prepared / "texts.parquet")
+    return {s: set(texts.loc[texts["split"] == s, "group"]) for s in texts["split"].unique()}
+
+
+def assert_groups_disjoint(paths: Paths) -> None:
+    groups = groups_by_split(paths)
+    for a in groups:
+        for b in groups:
+            assert a == b or not groups[a] & groups[b], f"groups in both {a} and {b}"
