@@ -90,6 +90,10 @@ retrain: $(STAMP)
 bench-drift: $(STAMP)
 	$(BIN)/python benchmarks/drift.py
 
+# the literature tasks beside the published numbers (ARGS="--limit 500 --epochs 2": a reduced protocol)
+bench-literature: $(STAMP)
+	$(BIN)/python benchmarks/literature.py $(ARGS)
+
 serve-%: $(STAMP)
 	$(BIN)/python -m pipelines $* serve
 
