@@ -74,15 +74,16 @@ def test_features_are_one_row_per_text_with_the_spec_columns(trained):
 def test_unshifted_stream_does_not_alarm_and_arxiv_prose_does(trained):
     project, cfg, paths, python_model, reference = trained
     spec = project.monitor_spec(python_model)
+    arxiv = stream_features(project, cfg, paths, python_model, "arxiv")
     _, same = monitor.compare(
         reference, stream_features(project, cfg, paths, python_model, "unshifted"), spec, cfg.project.monitor
     )
-    _, shifted = monitor.compare(
-        reference, stream_features(project, cfg, paths, python_model, "arxiv"), spec, cfg.project.monitor
-    )
+    _, shifted = monitor.compare(reference, arxiv, spec, cfg.project.monitor)
     assert same["drift"] is False, same["reasons"]
     assert shifted["drift"] is True
-    assert "oov_share" in shifted["drifted_inputs"]  # arXiv words are not the citation vocabulary
+    # arXiv words are not the citation vocabulary (on the closed demo vocabulary the reference share is
+    # a constant 0, which the monitor leaves untested: the embeddings and lengths carry the decision)
+    assert arxiv["oov_share"].mean() > reference["oov_share"].mean() + 0.3
 
 
 def test_a_stream_without_its_corpus_is_a_clear_error(trained):
