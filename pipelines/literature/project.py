@@ -220,5 +220,12 @@ class Literature(MonitoringModule):
         labels = list(python_model.labels)
         return float(f1_score(truth, predicted, average="macro", labels=labels, zero_division=0))
 
+    # ---- the app (pipelines/literature/app.py): classify, search and recommend, topic trends ----
+
+    def app(self, cfg, host: str = "127.0.0.1", port: int = 7860) -> None:
+        from pipelines.literature.app import launch
+
+        launch(cfg, Path("data"), host=host, port=port)
+
 
 LITERATURE = Literature()

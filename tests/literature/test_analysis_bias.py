@@ -9,7 +9,7 @@ from pipelines.literature.analysis.bias import spin_precision
 from pipelines.literature.analysis.common import AnalysisError, step_dir
 from tests.literature.analysis_helpers import REPO, SMALL_DEMO, make_cfg
 
-FIXTURE = REPO / "tests/literature/fixtures/spin_sample.jsonl"
+FIXTURE = REPO / "pipelines/literature/analysis/spin_sample.jsonl"
 MIN_PRECISION = 0.8  # the rule is a screen: at least 4 of 5 flagged abstracts must be spin by hand
 
 

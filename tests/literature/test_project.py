@@ -64,7 +64,7 @@ def store(tmp_path, monkeypatch):
 
 
 def test_the_plug_in_passes_the_contract():
-    assert check_contract(LITERATURE) == frozenset({"tunable", "monitorable", "replayable"})
+    assert check_contract(LITERATURE) == frozenset({"tunable", "monitorable", "replayable", "app"})
     assert LITERATURE.objective.select.name == "val/macro_f1" and LITERATURE.objective.gate.name == "test/macro_f1"
 
 

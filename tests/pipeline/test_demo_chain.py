@@ -95,6 +95,8 @@ def test_first_repro_runs_every_stage(demo):
     for project in MODEL:
         for stage in ("pull", "validate", "prepare", "tune", "train", "evaluate", "register", "monitor"):
             assert f"Running stage '{stage}@{project}'" in demo["first"].stdout
+    for analysis in ("corpus", "trends", "recommend", "bias"):
+        assert f"Running stage 'literature-{analysis}'" in demo["first"].stdout
 
 
 def test_second_repro_is_a_noop(demo):

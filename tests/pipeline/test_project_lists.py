@@ -29,7 +29,27 @@ def test_dvc_yaml_runs_every_registered_project(repo_root):
     dvc = load(repo_root, "dvc.yaml")
     (projects,) = [v["projects"] for v in dvc["vars"] if "projects" in v]
     assert projects == list(PROJECTS)
-    assert set(dvc["stages"]) == {*STAGES, "monitor"}
+    foreach = {name for name, stage in dvc["stages"].items() if "foreach" in stage}
+    assert foreach == {*STAGES, "monitor"}
+    own = set(dvc["stages"]) - foreach  # a project's own stages (literature's analyses): <project>-<step>
+    assert all(name.split("-")[0] in PROJECTS for name in own), sorted(own)
+
+
+def test_a_project_stage_depends_on_its_package_and_every_component_it_reaches(repo_root):
+    """literature-trends etc. run `python -m pipelines.literature.analysis`: all of the project's package
+    is a dep, so the components its modules import (directly or through components) must be deps too."""
+    dvc = load(repo_root, "dvc.yaml")
+    for name, stage in dvc["stages"].items():
+        if "foreach" in stage:
+            continue
+        project = name.split("-")[0]
+        deps = set(stage["deps"])
+        assert f"pipelines/{project}" in deps, name
+        imported = set()
+        for path in (repo_root / "pipelines" / project).rglob("*.py"):
+            imported |= component_imports(ast.parse(path.read_text()))
+        needed = {m.replace(".", "/") + ".py" for m in closure(repo_root, imported)}
+        assert needed <= deps, f"{name}: dvc.yaml lacks {sorted(needed - deps)}"
 
 
 def test_mlproject_has_an_entry_point_per_project(repo_root):

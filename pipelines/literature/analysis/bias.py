@@ -4,7 +4,7 @@
     by the hedging model (hedging.py: the registered one, else the TF-IDF baseline, trained and scored on
     BioScope here); the report says which was used and, for the baseline, its F1 beside CoNLL-2010's ~86.
 (b) spin.py's rule on PubMed abstracts (arXiv abstracts seldom report p-values), with the rule's precision
-    and recall on the hand-labelled sample (tests/literature/fixtures/spin_sample.jsonl), shown in the report.
+    and recall on the hand-labelled sample (pipelines/literature/analysis/spin_sample.jsonl), shown in the report.
 (c) per year, the share of abstracts whose conclusion is positive (spin.positive_sentence), and, where a
     primary statistic is reported, the share of significant ones.
 """

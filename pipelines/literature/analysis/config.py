@@ -59,6 +59,7 @@ class AnalysisSection:
     max_docs: int = bounded(0, ge=0)  # cap per corpus for trends/recommend (0: all); a quick look at a big corpus
     seed: int = 0  # sampling of queries, libraries and the random baseline
     # trends
+    reducer: Literal["umap", "pca"] = "umap"  # BERTopic's reduction: UMAP (default) | PCA (demo: no numba JIT)
     min_topic_size: int = bounded(10, ge=2)  # HDBSCAN's smallest cluster: fewer papers are noise, not a topic
     fallback_topics: int = bounded(6, ge=2)  # KMeans clusters when HDBSCAN finds fewer than 2 topics (tiny corpora)
     min_year_docs: int = bounded(5, ge=1)  # years with fewer papers are left out of the slopes (shares too noisy)
@@ -75,7 +76,7 @@ class AnalysisSection:
     bioscope: str = ""  # BioScope folder for the baseline (../shared/data/literature/bioscope), or "demo"
     test_fraction: float = bounded(0.2, gt=0, lt=0.5)  # held-out share of BioScope abstracts (grouped by abstract)
     max_sentences: int = bounded(20000, ge=10)  # corpus sentences classified for hedging (a sample when more)
-    spin_fixture: str = "tests/literature/fixtures/spin_sample.jsonl"  # hand-labelled abstracts for spin precision
+    spin_fixture: str = "pipelines/literature/analysis/spin_sample.jsonl"  # hand-labelled abstracts for spin precision
     alpha: float = bounded(0.05, gt=0, lt=1)  # the significance level a "not significant" result is judged at
     # app
     app_model: str = ""  # a models:/ URI to classify with; empty: the champion of literature-intent[-demo]

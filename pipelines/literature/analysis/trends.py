@@ -34,16 +34,28 @@ from pipelines.literature.analysis.common import (
 log = logging.getLogger("scifolio.literature.analysis.trends")
 
 
-def _bertopic(docs, embeddings, cluster_model, seed: int):
+def _reducer(kind: str, n: int, seed: int):
+    """BERTopic's dimension reduction: UMAP (its default, keeps local structure) or PCA.
+
+    UMAP's numba kernels are compiled in every fresh process (20-30 s on 2 cores), more than the whole
+    fit on the demo's few hundred papers, where PCA to 5 dimensions separates the planted topics as well;
+    the full profile uses UMAP.
+    """
+    if kind == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=min(5, n - 1), random_state=seed)
+    from umap import UMAP
+
+    return UMAP(n_neighbors=min(15, max(2, n - 1)), n_components=5, min_dist=0.0, metric="cosine", random_state=seed)
+
+
+def _bertopic(docs, embeddings, cluster_model, seed: int, reducer: str = "umap"):
     from bertopic import BERTopic
     from bertopic.vectorizers import ClassTfidfTransformer
     from sklearn.feature_extraction.text import CountVectorizer
-    from umap import UMAP
 
-    n = len(docs)
-    umap_model = UMAP(
-        n_neighbors=min(15, max(2, n - 1)), n_components=5, min_dist=0.0, metric="cosine", random_state=seed
-    )
+    umap_model = _reducer(reducer, len(docs), seed)
     # English stop words out; no min_df: BERTopic fits the vectorizer on one joined document per topic, so
     # min_df=2 would keep only words shared by two topics and drop exactly the words that tell them apart
     vectorizer = CountVectorizer(stop_words="english")
@@ -68,7 +80,7 @@ def fit_topics(docs: list[str], embeddings, a, seed: int = 0) -> dict:
     hdbscan = HDBSCAN(
         min_cluster_size=a.min_topic_size, metric="euclidean", cluster_selection_method="eom", prediction_data=True
     )
-    model, topics = _bertopic(docs, embeddings, hdbscan, seed)
+    model, topics = _bertopic(docs, embeddings, hdbscan, seed, a.reducer)
     clusterer = "hdbscan"
     if len({t for t in topics if t != -1}) < 2:  # the fallback of the module docstring
         log.warning(
@@ -78,7 +90,7 @@ def fit_topics(docs: list[str], embeddings, a, seed: int = 0) -> dict:
             a.fallback_topics,
         )
         kmeans = KMeans(n_clusters=min(a.fallback_topics, len(docs) - 1), n_init=10, random_state=seed)
-        model, topics = _bertopic(docs, embeddings, kmeans, seed)
+        model, topics = _bertopic(docs, embeddings, kmeans, seed, a.reducer)
         clusterer = "kmeans"
     words = {int(t): [w for w, _ in model.get_topic(t)] for t in sorted(set(topics)) if t != -1}
     return {"topics": [int(t) for t in topics], "words": words, "clusterer": clusterer}
