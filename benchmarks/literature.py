@@ -60,6 +60,12 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+ENCODERS = {
+    "scratch": ["literature.model.encoder=scratch", "literature.train.lr=5.0e-4"],
+    "minilm": ["literature.model.encoder=pretrained", "literature.model.encoder_path=minilm", "literature.train.lr=3.0e-5"],
+}
+
+
 def one_run(args, task_key: str, seed: int, fold: int | None) -> dict:
     from components import stages
     from components.project import Paths
@@ -69,8 +75,8 @@ def one_run(args, task_key: str, seed: int, fold: int | None) -> dict:
     task, overrides, metric, _, _ = TASKS[task_key]
     held = dict(t.split("=", 1) for t in args.test_file)
     sets = [f"literature.task={task}", f"literature.data.limit={args.limit}", f"seed={seed}", *overrides]
-    if args.encoder == "minilm":
-        sets += ["literature.model.encoder=pretrained", "literature.model.encoder_path=minilm"]
+    # each encoder with its own learning rate (a pretrained encoder is fine-tuned 10-20x more gently)
+    sets += ENCODERS[args.encoder]
     if args.epochs is not None:
         sets.append(f"literature.train.max_epochs={args.epochs}")
     if fold is not None:
