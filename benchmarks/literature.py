@@ -62,7 +62,11 @@ def parse_args() -> argparse.Namespace:
 
 ENCODERS = {
     "scratch": ["literature.model.encoder=scratch", "literature.train.lr=5.0e-4"],
-    "minilm": ["literature.model.encoder=pretrained", "literature.model.encoder_path=minilm", "literature.train.lr=3.0e-5"],
+    "minilm": [
+        "literature.model.encoder=pretrained",
+        "literature.model.encoder_path=minilm",
+        "literature.train.lr=3.0e-5",
+    ],
 }
 
 

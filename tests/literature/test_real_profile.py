@@ -57,7 +57,9 @@ def test_full_profile_on_real_scicite_from_a_loopback_mirror(repo_root, shared_d
     texts = pd.read_parquet(paths.prepared / "texts.parquet")
     counts = texts["split"].value_counts().to_dict()
     assert counts["test"] == 916  # SciCite dev, every row: the split reported as test
-    assert 2900 <= counts["train"] + counts["val"] <= 3100 and counts["val"] >= 250  # whole groups up to ~3,000 rows; ~10 % val
+    assert (
+        2900 <= counts["train"] + counts["val"] <= 3100 and counts["val"] >= 250
+    )  # whole groups up to ~3,000 rows; ~10 % val
     metrics = json.loads((paths.evaluation / "metrics.json").read_text())
     assert metrics["test"]["macro_f1"] > metrics["baseline"]["test"]["macro_f1"]  # beats the majority class
     client = mlflow.MlflowClient()
