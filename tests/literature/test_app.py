@@ -4,24 +4,12 @@ Chromium via playwright) typing a query against a demo index and reading the res
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import pytest
 
 from pipelines.literature.app import Backend, build_app
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.literature.analysis_helpers import make_cfg
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def test_backend_without_artefacts_says_what_to_run(tmp_path):

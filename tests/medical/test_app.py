@@ -12,20 +12,10 @@ import pytest
 from PIL import Image
 
 from pipelines.medical.serving.app import MAX_BYTES, InputError, check_age, read_image
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 REPO = Path(__file__).resolve().parents[2]
 NIH_SAMPLE = Path(__file__).parents[2].parent / "shared/data/medical/nih_chestxray14/images/00000100_000.png"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 # ---- input checks, no browser ---------------------------------------------------------------
