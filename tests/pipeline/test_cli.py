@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from pipelines.registry import PROJECTS
+
 
 def test_cli_reports_a_bad_key_without_traceback(repo_root):
     proc = subprocess.run(
@@ -158,7 +160,7 @@ def test_cli_help_lists_projects_stages_and_commands(repo_root):
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "projects: energy, medical" in out
+    assert f"projects: {', '.join(sorted(PROJECTS))}" in out
     assert "pull -> validate -> prepare -> tune -> train -> evaluate -> register" in out
     for command in ("serve", "monitor", "replay", "retrain", "app"):
         assert f"\n  {command} " in out
