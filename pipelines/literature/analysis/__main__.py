@@ -1,8 +1,8 @@
-"""python -m pipelines.literature.analysis <corpus|trends|recommend|bias|app> [--profile demo|full] [--set key=value ...]
+"""python -m pipelines.literature.analysis <corpus|trends|recommend|bias> [--profile demo|full] [--set key=value ...]
 
 Loads the literature section like `python -m pipelines` does (components.config.load_config), then runs one
 step; each step writes data/literature/analysis/<step>/ (the corpus step data/literature/corpus/ too) and
-logs an MLflow run in literature-analysis[-demo]. `app` starts the Gradio app on 127.0.0.1.
+logs an MLflow run in literature-analysis[-demo]. The app (`python -m pipelines literature app`) reads what these steps wrote.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from components.config import PARAMS_FILE, ConfigError, load_config, quiet_environment
 
-STEPS = ("corpus", "trends", "recommend", "bias", "app")
+STEPS = ("corpus", "trends", "recommend", "bias")  # the app: python -m pipelines literature app
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +36,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--params", type=Path, default=PARAMS_FILE)
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the stage folders")
-    parser.add_argument("--port", type=int, default=7860, help="app: port on 127.0.0.1")
     return parser.parse_args(argv)
 
 
@@ -58,19 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_environment()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from pipelines.literature.project import LITERATURE
+    # the section, not the plug-in: the analyses import nothing of the models (dvc.yaml's deps say so)
+    from pipelines.literature.config import LiteratureSection
 
     try:
-        cfg = load_config("literature", LITERATURE.section, args.params, args.profile, args.overrides)
+        cfg = load_config("literature", LiteratureSection, args.params, args.profile, args.overrides)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.tracking.uri)
-    if args.step == "app":
-        from pipelines.literature.app import launch
-
-        launch(cfg, args.data_dir, host="127.0.0.1", port=args.port)
-        return 0
     start = time.perf_counter()
     try:
         summary = run_step(args.step, cfg, args.data_dir)
