@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.registry import PROJECTS
+
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
-PROJECTS = ("energy", "medical")
 OPERATORS = {";", "&&", "||", "|", "&", "(", ")", ";;"}
 SHELL_WORDS = {"then", "do", "else", "elif", "if", "while", "until", "!", "time", "exec", "{", "}"}
 
@@ -222,7 +223,7 @@ def test_retrain_workflow_shape():
     job = wf["jobs"]["retrain"]
     assert "matrix.project" in job["concurrency"]["group"] and job["concurrency"]["cancel-in-progress"] is False
     assert job["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
-    assert "energy" in job["strategy"]["matrix"]["project"] and "medical" in job["strategy"]["matrix"]["project"]
+    assert all(project in job["strategy"]["matrix"]["project"] for project in PROJECTS)
     steps = job["steps"]
     uploads = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@v4")]
     assert len(uploads) == 1 and uploads[0]["if"] == "always()"
