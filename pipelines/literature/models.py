@@ -33,9 +33,14 @@ class SentenceClassifier(nn.Module):
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:  # the mean over real tokens: learns from few examples faster than [CLS] of a random encoder
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            pooled = masked_mean(hidden, attention_mask)
         return self.head(self.dropout(pooled))
+
+
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token states over real (unmasked) tokens: [N, T, H] -> [N, H]."""
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 CitationClassifier = SentenceClassifier  # the first slice's name

@@ -83,13 +83,13 @@ def embeddings(python_model, texts: list[str]) -> np.ndarray:
     import torch
 
     from pipelines.literature.data import encode
+    from pipelines.literature.models import masked_mean
 
     config = python_model.config
     ids, mask = encode(python_model.tokenizer, texts, config["max_len"], config["pad_id"])
     with torch.inference_mode():
         hidden = python_model.net.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        emb = ((hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)).float().numpy()
+        emb = masked_mean(hidden, mask).float().numpy()
     projection = np.random.default_rng(0).normal(0, 1 / np.sqrt(EMBEDDING_DIMS), (emb.shape[1], EMBEDDING_DIMS))
     return emb @ projection
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 
 import numpy as np
 import pandas as pd
@@ -76,15 +73,9 @@ def torch_equal(a, b) -> bool:
 
 
 @pytest.fixture
-def loopback_mirror(shared_data):
+def loopback_mirror(shared_data, loopback):
     """The real ETT files served over HTTP from 127.0.0.1, as a mirror of ETDataset."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shared_data / "energy"))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    return loopback(shared_data / "energy")
 
 
 def test_pull_and_validate_real_ett_from_loopback(loopback_mirror, repo_root, tmp_path, monkeypatch):
