@@ -44,7 +44,7 @@ install: $(STAMP)
 # what CI got today. uv installs the lock (15 s from a cold cache here, against 2-2.5 min for pip);
 # `make lock` re-resolves pyproject.toml + constraints.txt into requirements.lock (commit the result).
 # --compile-bytecode writes the .pyc files at install time: where PYTHONDONTWRITEBYTECODE is set (these
-# machines), Python would otherwise re-compile torch, mlflow and GX on every start (import torch 6.3 s -> ~1 s).
+# machines), Python would otherwise re-compile torch, mlflow and GX on every start (measured: import torch 6.3 -> 2.0 s, GX 14.3 -> 5.3 s).
 UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements.lock)
 FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 $(STAMP): requirements.lock pyproject.toml
