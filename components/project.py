@@ -109,6 +109,10 @@ class PyfuncSpec:
     artifacts: dict[str, str]  # name -> local file, copied into the logged model
     input_example: Any  # a pandas DataFrame the model accepts (its signature is inferred from it)
     output_example: Any  # what the model returns for input_example
+    # the third-party distributions the served model imports (register pins each to its installed version);
+    # empty: MLflow infers them, by loading the model in a subprocess (seconds) and keeping only packages
+    # not required by others, which reduces ours to `scifolio`, a package no index serves
+    requirements: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +171,8 @@ class Project(Protocol):
     def prepare(self, cfg: Config, paths: Paths, out: Path) -> dict:
         """Splits, scalers, vocabularies (fitted on train only) from the validated data into `out`."""
 
-    def datamodule(self, cfg: Config, paths: Paths) -> pl.LightningDataModule: ...
+    def datamodule(self, cfg: Config, paths: Paths) -> pl.LightningDataModule:
+        """The splits and their loaders: a LightningDataModule, or a plain `SplitLoaders` (steps.fit_data)."""
 
     def build_module(self, cfg: Config, datamodule: pl.LightningDataModule, hparams: dict) -> pl.LightningModule:
         """The LightningModule to train; `hparams` are the tuned values (empty: params.yaml's)."""

@@ -84,6 +84,7 @@ def log_pyfunc(name: str, spec: PyfuncSpec, card: str, code_paths: list[str] | N
         signature=signature,
         input_example=spec.input_example,
         code_paths=code_paths,
+        pip_requirements=pinned_requirements(spec.requirements) if spec.requirements else None,
     )
     mlflow.log_text(card, "model_card.md")
     version = mlflow.register_model(info.model_uri, name)
@@ -93,6 +94,19 @@ def log_pyfunc(name: str, spec: PyfuncSpec, card: str, code_paths: list[str] | N
     client.update_model_version(name, version.version, description=card)
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     return version
+
+
+def pinned_requirements(names: tuple[str, ...]) -> list[str]:
+    """`name==version` of mlflow and each distribution as installed here: what the model was logged with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for name in ("mlflow", *names):
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            raise ValueError(f"the pyfunc's requirement {name!r} is not an installed distribution") from None
+    return pins
 
 
 def champion_version(name: str):

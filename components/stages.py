@@ -91,6 +91,7 @@ def prepare(project: Project, cfg: Config, paths: Paths) -> dict:
 def tune(project: Project, cfg: Config, paths: Paths):
     import mlflow
 
+    from components.steps import fit_data
     from components.tracking import stage_run
     from components.train import make_trainer
     from components.tune import run_study
@@ -123,7 +124,7 @@ def tune(project: Project, cfg: Config, paths: Paths):
                 callbacks=[*callbacks, history],
                 enable_checkpointing=False,
             )
-            trainer.fit(module, datamodule=datamodule)
+            trainer.fit(module, **fit_data(datamodule))
             return history.best(objective.study)
 
         study_name = section.tune.study_name or f"{cfg.model_name}-{version[:12]}"

@@ -15,6 +15,7 @@ from typing import Any
 
 from components.config import TrainConfig
 from components.project import Metric
+from components.steps import fit_data
 
 
 @dataclasses.dataclass
@@ -136,7 +137,7 @@ def fit(
     history = epoch_history()
     trainer = make_trainer(train, checkpoint_dir, monitor, run_id=run_id, callbacks=[history])
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, **fit_data(datamodule))
     seconds = time.perf_counter() - start
     best = trainer.checkpoint_callback
     if not best.best_model_path:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from components.steps import SplitLoaders, loader_options
 from pipelines.energy.schema import ETT_HOURLY_BORDERS, MIN_ROWS, rows_needed, split_fractions  # noqa: F401
 
 SPLITS = ("train", "val", "test")
@@ -116,32 +117,30 @@ def load_prepared(prepared_dir: Path) -> tuple[torch.Tensor, tuple[int, int, int
     return series, borders, stamps, scaler
 
 
-def make_datamodule(prepared_dir: Path, seq_len: int, horizon: int, batch_size: int, num_workers: int = 0):
-    """A LightningDataModule over the prepared series (Lightning imported lazily: ~4 s)."""
-    import lightning.pytorch as pl
+class EnergyData(SplitLoaders):
+    """The prepared series cut into (seq_len, horizon) windows per split, and their dataloaders.
 
-    from components.steps import SplitLoaders, loader_options
+    A plain class, not a LightningDataModule: trainer.fit takes its loaders (components.steps.fit_data), and
+    evaluate and register, which only read the windows, start without importing Lightning (~4 s).
+    """
 
-    class EnergyDataModule(SplitLoaders, pl.LightningDataModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.series, self.borders, self.timestamps, self.scaler = load_prepared(prepared_dir)
-            self.seq_len, self.horizon = seq_len, horizon
-            self.n_channels = self.series.shape[1]
-            ranges = window_ranges(self.borders, seq_len)
-            self.windows = {name: Windows(self.series, *ranges[name], seq_len, horizon) for name in SPLITS}
-            for name, ds in self.windows.items():
-                if len(ds) == 0:
-                    raise ValueError(f"{prepared_dir}: the {name} split has no window of {seq_len}+{horizon} rows")
+    def __init__(self, prepared_dir: Path, seq_len: int, horizon: int, batch_size: int, num_workers: int = 0):
+        self.series, self.borders, self.timestamps, self.scaler = load_prepared(prepared_dir)
+        self.seq_len, self.horizon = seq_len, horizon
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.n_channels = self.series.shape[1]
+        ranges = window_ranges(self.borders, seq_len)
+        self.windows = {name: Windows(self.series, *ranges[name], seq_len, horizon) for name in SPLITS}
+        for name, ds in self.windows.items():
+            if len(ds) == 0:
+                raise ValueError(f"{prepared_dir}: the {name} split has no window of {seq_len}+{horizon} rows")
 
-        def loader(self, split: str, train: bool) -> DataLoader:
-            # every window of val/test is evaluated: no dropped last batch
-            return DataLoader(
-                self.windows[split],
-                batch_size=batch_size,
-                shuffle=train,
-                drop_last=False,
-                **loader_options(num_workers),
-            )
-
-    return EnergyDataModule()
+    def loader(self, split: str, train: bool) -> DataLoader:
+        # every window of val/test is evaluated: no dropped last batch
+        return DataLoader(
+            self.windows[split],
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=False,
+            **loader_options(self.num_workers),
+        )

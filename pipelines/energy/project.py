@@ -69,10 +69,10 @@ class Energy(MonitoringModule):
         return summary
 
     def datamodule(self, cfg, paths: Paths):
-        from pipelines.energy.data import make_datamodule
+        from pipelines.energy.data import EnergyData
 
         w, t = cfg.project.window, cfg.project.train
-        return make_datamodule(paths.prepared, w.seq_len, w.horizon, t.batch_size, t.num_workers)
+        return EnergyData(paths.prepared, w.seq_len, w.horizon, t.batch_size, t.num_workers)
 
     def model_hparams(self, cfg, tuned: dict) -> dict:
         from pipelines.energy.models import MODEL_HPARAMS
@@ -156,6 +156,7 @@ class Energy(MonitoringModule):
             artifacts=artifact_paths(paths.model),
             input_example=example,
             output_example=loaded.predict(None, example),
+            requirements=("torch", "numpy", "pandas"),
         )
 
     def _input_example(self, forecaster, paths: Paths):

@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.steps import SplitLoaders, loader_options
 from pipelines.literature.sources.labelled import resolve_conflicts, text_key
 from pipelines.literature.tasks import Item, TaskSpec, spec
 
@@ -399,47 +400,51 @@ def prepare(task: TaskSpec, data, model, raw: Path, seed: int, out: Path) -> dic
     }
 
 
-def make_datamodule(prepared: Path, batch_size: int, num_workers: int = 0):
-    """A LightningDataModule over encoded.pt (Lightning imported here: it costs seconds)."""
-    import lightning.pytorch as pl
-    import pandas as pd
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
+class LiteratureData(SplitLoaders):
+    """The prepared splits of encoded.pt and their dataloaders.
 
-    from components.steps import SplitLoaders, loader_options
+    A plain class, not a LightningDataModule: trainer.fit takes its loaders (components.steps.fit_data), and
+    evaluate and register, which only read the splits, start without importing Lightning (4-6 s here).
+    """
 
-    class LiteratureDataModule(SplitLoaders, pl.LightningDataModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.prepared = Path(prepared)
-            self.encoded = torch.load(prepared / "encoded.pt", weights_only=True)
-            self.meta = json.loads((prepared / "meta.json").read_text())
-            self.labels = self.meta["labels"]
-            self.vocab_size = self.meta["vocab_size"]
-            self.sequential = self.meta.get("sequential", False)
-            for split in SPLITS:
-                if split not in self.encoded or len(self.encoded[split]["y_rows"]) == 0:
-                    raise ValueError(f"{prepared}: the {split} split is empty")
+    def __init__(self, prepared: Path, batch_size: int, num_workers: int = 0) -> None:
+        import torch
 
-        def texts(self, split: str) -> list[str]:
-            frame = pd.read_parquet(self.prepared / "texts.parquet", columns=["text", "split"])
-            return frame.loc[frame["split"] == split, "text"].tolist()
+        self.prepared = Path(prepared)
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.encoded = torch.load(self.prepared / "encoded.pt", weights_only=True)
+        self.meta = json.loads((self.prepared / "meta.json").read_text())
+        self.labels = self.meta["labels"]
+        self.vocab_size = self.meta["vocab_size"]
+        self.sequential = self.meta.get("sequential", False)
+        for split in SPLITS:
+            if split not in self.encoded or len(self.encoded[split]["y_rows"]) == 0:
+                raise ValueError(f"{prepared}: the {split} split is empty")
 
-        def tensors(self, split: str):
-            e = self.encoded[split]
-            return e["input_ids"], e["attention_mask"], e["y"]
+    def texts(self, split: str) -> list[str]:
+        import pandas as pd
 
-        def rows(self, split: str):
-            """(row index per position or None, the row labels): where each sentence's prediction is read."""
-            e = self.encoded[split]
-            return e.get("row"), e["y_rows"]
+        frame = pd.read_parquet(self.prepared / "texts.parquet", columns=["text", "split"])
+        return frame.loc[frame["split"] == split, "text"].tolist()
 
-        def loader(self, split: str, train: bool):
-            return DataLoader(
-                TensorDataset(*self.tensors(split)), batch_size=batch_size, shuffle=train, **loader_options(num_workers)
-            )
+    def tensors(self, split: str):
+        e = self.encoded[split]
+        return e["input_ids"], e["attention_mask"], e["y"]
 
-    return LiteratureDataModule()
+    def rows(self, split: str):
+        """(row index per position or None, the row labels): where each sentence's prediction is read."""
+        e = self.encoded[split]
+        return e.get("row"), e["y_rows"]
+
+    def loader(self, split: str, train: bool):
+        from torch.utils.data import DataLoader, TensorDataset
+
+        return DataLoader(
+            TensorDataset(*self.tensors(split)),
+            batch_size=self.batch_size,
+            shuffle=train,
+            **loader_options(self.num_workers),
+        )
 
 
 # ---- validation ---------------------------------------------------------------------------------------

@@ -76,10 +76,10 @@ class Literature(MonitoringModule):
         return prepare(task_spec(cfg), cfg.project.data, cfg.project.model, paths.raw, cfg.seed, out)
 
     def datamodule(self, cfg, paths: Paths):
-        from pipelines.literature.data import make_datamodule
+        from pipelines.literature.data import LiteratureData
 
         t = cfg.project.train
-        return make_datamodule(paths.prepared, t.batch_size, t.num_workers)
+        return LiteratureData(paths.prepared, t.batch_size, t.num_workers)
 
     # ---- model ------------------------------------------------------------------------------------
 
@@ -209,6 +209,7 @@ class Literature(MonitoringModule):
             artifacts=artifact_paths(paths.model),
             input_example=example,
             output_example=loaded.predict(None, example),
+            requirements=("torch", "transformers", "tokenizers", "numpy", "pandas"),
         )
 
     def score(self, python_model, cfg, paths: Paths) -> float:

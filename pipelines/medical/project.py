@@ -205,6 +205,7 @@ class Medical(MonitoringModule):
             artifacts=artifact_paths(paths.model, thresholds),
             input_example=example,
             output_example=loaded.predict(None, example),
+            requirements=("torch", "monai", "pillow", "numpy", "pandas"),
         )
 
     def score(self, python_model, cfg, paths: Paths) -> float:

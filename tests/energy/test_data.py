@@ -11,7 +11,7 @@ import pytest
 from components import stages
 from components.config import load_config
 from components.project import Paths
-from pipelines.energy.data import count_windows, make_datamodule, prepare, window_ranges
+from pipelines.energy.data import EnergyData, count_windows, prepare, window_ranges
 from pipelines.energy.project import ENERGY
 from pipelines.energy.schema import ETT_HOURLY
 from pipelines.energy.sources import read_series
@@ -54,7 +54,7 @@ def test_scaler_fitted_on_train_rows_only(prepared):
 def test_every_window_no_drop(prepared, horizon):
     out, _, _ = prepared
     seq_len = 336
-    dm = make_datamodule(out, seq_len, horizon, batch_size=128)
+    dm = EnergyData(out, seq_len, horizon, batch_size=128)
     expected = {"train": 8640 - seq_len - horizon + 1, "val": 2880 - horizon + 1, "test": 2880 - horizon + 1}
     assert {s: len(dm.windows[s]) for s in expected} == expected
     ranges = window_ranges(dm.borders, seq_len)

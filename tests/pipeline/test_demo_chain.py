@@ -271,6 +271,59 @@ def test_literature_champion_classifies_citations(demo):
         model.predict(pd.DataFrame({"text": ["A fine citation (Smith et al., 2001).", "   "]}))
 
 
+def _installed_closure(names) -> set[str]:
+    """The distributions `pip install names` brings: each name and, recursively, its unconditional requirements."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen, todo = set(), [canonicalize_name(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            declared = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        for line in declared:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(req.name))
+    return seen
+
+
+@pytest.mark.parametrize("project", list(MODEL))
+def test_logged_requirements_cover_what_the_champion_imports(demo, project, tmp_path):
+    """register pins the spec's requirements instead of MLflow's inference: they must cover every import.
+
+    MLflow's own capture (the model loaded and called in a subprocess) lists the modules; each must come
+    from the standard library, this repository, or a distribution the pinned requirements install.
+    """
+    from importlib.metadata import packages_distributions
+
+    import mlflow
+    from mlflow.utils.requirements_utils import _capture_imported_modules
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    local = mlflow.artifacts.download_artifacts(f"models:/{MODEL[project]}@champion", dst_path=str(tmp_path))
+    pins = (Path(local) / "requirements.txt").read_text().split()
+    assert pins and all("==" in pin for pin in pins), pins  # pinned, not inferred
+    allowed = _installed_closure(Requirement(pin).name for pin in pins) | {"scifolio"}
+    owners = packages_distributions()
+    missing = {
+        (module, dist)
+        for module in _capture_imported_modules(local, "python_function")
+        if module and module not in sys.stdlib_module_names
+        for dist in owners.get(module, [])[:1]
+        if canonicalize_name(dist) not in allowed
+    }
+    assert not missing, f"{project}: imported but not required: {sorted(missing)}"
+
+
 # ---- the deployed side: serve -> replay a shifted stream -> drift report -> retraining loop --------
 
 
