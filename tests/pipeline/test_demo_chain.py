@@ -95,8 +95,10 @@ def test_first_repro_runs_every_stage(demo):
     for project in MODEL:
         for stage in ("pull", "validate", "prepare", "tune", "train", "evaluate", "register", "monitor"):
             assert f"Running stage '{stage}@{project}'" in demo["first"].stdout
-    for analysis in ("corpus", "trends", "recommend", "bias"):
-        assert f"Running stage 'literature-{analysis}'" in demo["first"].stdout
+    for stage in ("corpus", "analysis"):
+        assert f"Running stage 'literature-{stage}'" in demo["first"].stdout
+    for step in ("corpus", "trends", "recommend", "bias"):
+        assert (demo["dir"] / f"data/literature/analysis/{step}/report.md").is_file(), step
 
 
 def test_second_repro_is_a_noop(demo):

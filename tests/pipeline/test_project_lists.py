@@ -50,7 +50,7 @@ def module_file(repo_root: Path, module: str) -> Path:
 
 
 def test_a_project_stage_depends_on_the_code_it_runs_and_every_component_it_reaches(repo_root):
-    """literature-trends etc. run `python -m pipelines.literature.analysis`: every pipelines module it
+    """literature-corpus and -analysis run `python -m pipelines.literature.analysis`: every pipelines module it
     reaches (imports, transitively) lies inside a code dep, and so does every component those reach."""
     dvc = load(repo_root, "dvc.yaml")
     for name, stage in dvc["stages"].items():

@@ -1,7 +1,8 @@
-"""python -m pipelines.literature.analysis <corpus|trends|recommend|bias> [--profile demo|full] [--set key=value ...]
+"""python -m pipelines.literature.analysis <corpus|trends|recommend|bias>... [--profile demo|full] [--set key=value ...]
 
-Loads the literature section like `python -m pipelines` does (components.config.load_config), then runs one
-step; each step writes data/literature/analysis/<step>/ (the corpus step data/literature/corpus/ too) and
+Loads the literature section like `python -m pipelines` does (components.config.load_config), then runs the
+steps in order in this one process (dvc.yaml runs trends, recommend and bias together: they share their deps,
+and one process pays the torch/transformers/MLflow imports once); each step writes data/literature/analysis/<step>/ (the corpus step data/literature/corpus/ too) and
 logs an MLflow run in literature-analysis[-demo]. The app (`python -m pipelines literature app`) reads what these steps wrote.
 """
 
@@ -24,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.literature.analysis", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("step", choices=STEPS)
+    parser.add_argument("steps", nargs="+", choices=STEPS, metavar="step", help=", ".join(STEPS))
     parser.add_argument("--profile", choices=["demo", "full"], help="overrides params.yaml's profile")
     parser.add_argument(
         "--set",
@@ -66,16 +67,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.tracking.uri)
-    start = time.perf_counter()
-    try:
-        summary = run_step(args.step, cfg, args.data_dir)
-    except Exception as err:  # one readable line (the message names the file and reason), not a traceback
-        if os.environ.get("SCIFOLIO_DEBUG"):
-            raise
-        print(f"error: literature {args.step}: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary, indent=1, default=str)[:4000])
-    logging.getLogger("scifolio").info("literature %s done in %.1f s", args.step, time.perf_counter() - start)
+    for step in args.steps:  # a failed step stops the rest: its folder is never left half-written
+        start = time.perf_counter()
+        try:
+            summary = run_step(step, cfg, args.data_dir)
+        except Exception as err:  # one readable line (the message names the file and reason), not a traceback
+            if os.environ.get("SCIFOLIO_DEBUG"):
+                raise
+            print(f"error: literature {step}: {err}", file=sys.stderr)
+            return 1
+        print(json.dumps(summary, indent=1, default=str)[:4000])
+        logging.getLogger("scifolio").info("literature %s done in %.1f s", step, time.perf_counter() - start)
     return 0
 
 
