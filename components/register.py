@@ -97,13 +97,17 @@ def log_pyfunc(name: str, spec: PyfuncSpec, card: str, code_paths: list[str] | N
 
 
 def pinned_requirements(names: tuple[str, ...]) -> list[str]:
-    """`name==version` of mlflow and each distribution as installed here: what the model was logged with."""
+    """`name==version` of mlflow and each distribution as installed here: what the model was logged with.
+
+    A local version label is dropped (torch 2.13.0+cpu -> 2.13.0): no package index serves it, and the
+    public release is the same code (MLflow's own inference does the same).
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     pins = []
     for name in ("mlflow", *names):
         try:
-            pins.append(f"{name}=={version(name)}")
+            pins.append(f"{name}=={version(name).split('+')[0]}")
         except PackageNotFoundError:
             raise ValueError(f"the pyfunc's requirement {name!r} is not an installed distribution") from None
     return pins
