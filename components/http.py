@@ -3,9 +3,11 @@ requests per second, retries with exponential backoff (and the server's Retry-Af
 transport errors, and secrets kept out of every message.
 
     client = PoliteClient(rate=3.0, name="PubMed")              # 3 requests/s without an API key
-    response = client.get(url, params={"db": "pubmed", ...})     # a requests.Response with status 200
+    response = client.get(url, params={"db": "pubmed", ...})     # a requests.Response with a 2xx status
+    response = client.post(url, json=query)                      # the same pacing for a POSTed query
 
-Every error names the URL (without query secrets) and the reason; a 4xx other than 408/429 is not retried.
+Every error names the URL (without query secrets) and the reason, and carries the HTTP status (FetchError.status)
+so a caller can tell "no such entry" (404) from a failure; a 4xx other than 408/429 is not retried.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ class PoliteClient:
             time.sleep(delay)
 
     def get(self, url: str, params: dict | None = None, **kwargs):
+        return self.request("GET", url, params, **kwargs)
+
+    def post(self, url: str, params: dict | None = None, **kwargs):
+        return self.request("POST", url, params, **kwargs)
+
+    def request(self, method: str, url: str, params: dict | None = None, **kwargs):
         import requests
 
         where = self.shown(url, params)
@@ -67,20 +75,21 @@ class PoliteClient:
             self._wait_turn()
             self.requests += 1
             try:
-                response = self.session.get(url, params=params, timeout=self.timeout_s, **kwargs)
+                response = self.session.request(method, url, params=params, timeout=self.timeout_s, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as err:
-                reason = f"{type(err).__name__}"
+                reason, status = f"{type(err).__name__}", None
             else:
-                if response.status_code == 200:
+                if 200 <= response.status_code < 300:  # 204: a search with no hit is an answer, not an error
                     return response
                 if response.status_code not in RETRY_STATUS:
-                    raise FetchError(f"{self.name}: {where}: HTTP {response.status_code} {response.reason}")
-                reason = f"HTTP {response.status_code}"
+                    status = response.status_code
+                    raise FetchError(f"{self.name}: {where}: HTTP {status} {response.reason}", status=status)
+                reason, status = f"HTTP {response.status_code}", response.status_code
                 retry_after = response.headers.get("Retry-After", "")
                 if retry_after.isdigit():
                     wait = max(wait, float(retry_after))
             if attempt == self.retries:
-                raise FetchError(f"{self.name}: {where}: {reason} after {self.retries + 1} attempts")
+                raise FetchError(f"{self.name}: {where}: {reason} after {self.retries + 1} attempts", status=status)
             log.warning("%s: %s: %s; retrying in %.1f s", self.name, where, reason, wait)
             time.sleep(wait)
             wait = min(wait * 2, 60.0)

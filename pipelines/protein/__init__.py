@@ -1,0 +1,1 @@
+"""Protein structure learning: residue graphs from PDB/mmCIF entries (real wwPDB files, or the gemmi-written demo)."""
