@@ -90,7 +90,7 @@ def cross_identity(query: dict[str, str], target: dict[str, str], workdir: Path)
             "--exhaustive-search",  # every pair is aligned: no prefilter may hide a homologue
             "-a",  # keep the backtrace: without it MMseqs2 reports nident as 0
             "-e",
-            "10",
+            "1000",  # report weak hits too: identity over the shorter chain, not the E-value, decides a leak
             "--format-output",
             "query,target,nident,qlen,tlen",
             "--threads",
@@ -122,6 +122,12 @@ def assign(groups: dict[str, list[str]], fractions: dict[str, float], seed: int)
         name = next((s for s in ("val", "test") if filled[s] + size <= max(1.0, fractions[s] * total)), "train")
         filled[name] += len(groups[key])
         split_of.update(dict.fromkeys(groups[key], name))
+    for name in ("val", "test"):  # a held-out split every group overshot gets the smallest training group
+        train_groups = [k for k in order if split_of[groups[k][0]] == "train"]
+        if fractions[name] > 0 and not filled[name] and len(train_groups) > 1:
+            smallest = min(train_groups, key=lambda k: len(groups[k]))
+            filled[name] += len(groups[smallest])
+            split_of.update(dict.fromkeys(groups[smallest], name))
     return split_of
 
 

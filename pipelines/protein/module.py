@@ -1,0 +1,56 @@
+"""The LightningModule of contact prediction: distogram cross-entropy; logs train/loss, val/loss and
+val/long_L5 (precision of the top L/5 long-range contacts, the CASP headline number)."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from components.steps import SplitSteps
+from pipelines.protein.contacts import distogram_loss
+
+
+class ProteinModule(SplitSteps, pl.LightningModule):
+    def __init__(self, net: torch.nn.Module, hparams: dict) -> None:
+        super().__init__()
+        self.save_hyperparameters(hparams)  # lr, weight_decay and the architecture, for export
+        self.net = net
+        self.precisions: list[float] = []
+
+    def step(self, data, stage: str):
+        logits = self.net(data)
+        loss = distogram_loss(logits, data.labels)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=1)
+        if stage == "val":
+            self.precisions.append(long_range_precision(logits, data.labels))
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        values = [p for p in self.precisions if p is not None]
+        self.precisions = []
+        if values:
+            self.log("val/long_L5", float(np.mean(values)))
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+
+
+def long_range_precision(logits: torch.Tensor, labels: torch.Tensor) -> float | None:
+    """Top-L/5 long-range precision of one chain from its logits and distogram labels."""
+    from pipelines.protein import geometry
+
+    probs = torch.softmax(logits.detach().float(), -1).cpu().numpy()
+    scores = geometry.contact_probability(probs)
+    dist = label_distances(labels.cpu().numpy())
+    return geometry.top_precision(scores, dist, "long", 5)
+
+
+def label_distances(labels: np.ndarray) -> np.ndarray:
+    """Representative distances back from distogram labels (bin centres; NaN unknown): enough for contacts."""
+    from pipelines.protein.geometry import DISTOGRAM_EDGES
+
+    centres = np.concatenate([[30.0], (DISTOGRAM_EDGES[:-1] + DISTOGRAM_EDGES[1:]) / 2])
+    dist = centres[np.clip(labels, 0, None)].astype(np.float32)
+    dist[labels < 0] = np.nan
+    return dist
