@@ -8,6 +8,7 @@ PROJECTS = {
     "energy": "pipelines.energy.project:ENERGY",
     "medical": "pipelines.medical.project:MEDICAL",
     "literature": "pipelines.literature.project:LITERATURE",
+    "protein": "pipelines.protein.project:PROTEIN",
 }
 
 

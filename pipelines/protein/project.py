@@ -14,15 +14,18 @@ import dataclasses
 import json
 from pathlib import Path
 
-from components.project import Metric, Objective, Paths, PyfuncSpec
+from components.project import Metric, MonitoringModule, Objective, Paths, PyfuncSpec
 from pipelines.protein.config import ProteinSection
 
 OPTIMISER_KEYS = ("lr", "weight_decay")
 
 
-class Protein:
+class Protein(MonitoringModule):
     name = "protein"
     section = ProteinSection
+    # ---- monitoring: sequence composition, encoder embedding, contact density; replay streams
+    monitoring_module = "pipelines.protein.monitoring"
+    replay_streams = ("unshifted", "fragments")
     # select on validation loss (smooth, every pair counts); promote on the test chains' long-range top-L/5
     # precision, re-scored for challenger and champion on the same chains
     objective = Objective(select=Metric("val/loss", "minimize"), gate=Metric("test/long_L5", "maximize"))

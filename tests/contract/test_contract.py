@@ -49,6 +49,13 @@ SHRINK = {
         "literature.data.demo_rows=200",
         "literature.monitor.reference_items=40",
     ],
+    "protein": [
+        "protein.train.max_epochs=1",
+        "protein.tune.n_trials=1",
+        "protein.tune.max_epochs=1",
+        "protein.data.demo_entries=18",
+        "protein.monitor.reference_items=20",
+    ],
     "tiny": ["tiny.train.max_epochs=3", "tiny.tune.n_trials=2", "tiny.tune.max_epochs=2"],
 }
 TINY_PARAMS = {

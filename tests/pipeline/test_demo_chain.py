@@ -39,7 +39,12 @@ COPY = [
 ]
 
 
-MODEL = {"energy": "energy-demo", "medical": "medical-demo", "literature": "literature-intent-demo"}  # demo models
+MODEL = {
+    "energy": "energy-demo",
+    "medical": "medical-demo",
+    "literature": "literature-intent-demo",
+    "protein": "protein-demo",
+}  # demo models
 
 
 def run(cmd: list[str], cwd: Path, env: dict, timeout: int = 1800) -> subprocess.CompletedProcess:
