@@ -205,7 +205,8 @@ class Medical(MonitoringModule):
             artifacts=artifact_paths(paths.model, thresholds),
             input_example=example,
             output_example=loaded.predict(None, example),
-            requirements=("torch", "monai", "pillow", "numpy", "pandas"),
+            # lightning: the served transforms live in data.py beside the data module; transformers: the report encoder
+            requirements=("torch", "monai", "transformers", "lightning", "pillow", "numpy", "pandas"),
         )
 
     def score(self, python_model, cfg, paths: Paths) -> float:

@@ -196,5 +196,10 @@ class Protein(MonitoringModule):
                 values.append(p)
         return float(np.mean(values)) if values else 0.0
 
+    def app(self, cfg, host: str = "127.0.0.1", port: int = 7860) -> None:
+        from pipelines.protein.app import launch
+
+        launch(cfg, host=host, port=port)
+
 
 PROTEIN = Protein()
