@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 
 RETRAIN_ARGS ?=
 
-.PHONY: install lock lint test-contract run test test-fast bench-energy bench-literature bench-drift app-medical app-literature ui monitor retrain replay clean help
+.PHONY: install lock lint test-contract run test test-fast bench-energy bench-literature bench-protein bench-drift app-medical app-literature ui monitor retrain replay clean help
 
 help:
 	@echo "make run           dvc repro on the profile in params.yaml (offline demo by default)"
@@ -33,6 +33,7 @@ help:
 	@echo "make monitor PROJECT=energy   drift report of the champion's inference log (monitoring/reports/)"
 	@echo "make retrain PROJECT=energy   the retraining loop (RETRAIN_ARGS=--if-drift: only on drift)"
 	@echo "make bench-literature  SciCite, CSAbstruct, NICTA, Athar, BioScope beside published numbers (ARGS=...)"
+	@echo "make bench-protein  contacts, folding, refinement on cluster-disjoint test chains beside published numbers (ARGS=...)"
 	@echo "make bench-drift   detection power and false alarms over replayed streams (serves the champions)"
 	@echo "make ui            MLflow UI on http://127.0.0.1:5000"
 	@echo "make bench-energy  ETTh1 benchmark (full profile, CPU, long)"
@@ -97,6 +98,10 @@ bench-drift: $(STAMP)
 # the literature tasks beside the published numbers (ARGS="--limit 500 --epochs 2": a reduced protocol)
 bench-literature: $(STAMP)
 	$(BIN)/python benchmarks/literature.py $(ARGS)
+
+# contacts, folding and refinement on the 195 shared entries (ARGS="--limit 40 --epochs 2 --seeds 0": reduced)
+bench-protein: $(STAMP)
+	$(BIN)/python benchmarks/protein.py $(ARGS)
 
 serve-%: $(STAMP)
 	$(BIN)/python -m pipelines $* serve

@@ -45,6 +45,7 @@ def write_fasta(sequences: dict[str, str], path: Path) -> Path:
 
 def cluster(sequences: dict[str, str], workdir: Path, min_identity: float = 0.4, coverage: float = 0.5) -> dict:
     """{chain: representative}: MMseqs2 clusters at `min_identity` (alignment coverage >= `coverage`)."""
+    workdir = workdir.resolve()  # mmseqs runs inside workdir: relative paths would point below it
     workdir.mkdir(parents=True, exist_ok=True)
     fasta = write_fasta(sequences, workdir / "chains.fasta")
     _run(
@@ -78,6 +79,7 @@ def cross_identity(query: dict[str, str], target: dict[str, str], workdir: Path)
     """(query, target, identity) for every aligned pair: identical residues over the shorter chain's length."""
     if not query or not target:
         return []
+    workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     hits = workdir / "hits.m8"
     _run(
@@ -119,7 +121,8 @@ def assign(groups: dict[str, list[str]], fractions: dict[str, float], seed: int)
     split_of, filled = {}, dict.fromkeys(SPLITS, 0)
     for key in order:
         size = len(groups[key])
-        name = next((s for s in ("val", "test") if filled[s] + size <= max(1.0, fractions[s] * total)), "train")
+        fits = [s for s in ("val", "test") if fractions[s] > 0 and filled[s] + size <= max(1.0, fractions[s] * total)]
+        name = fits[0] if fits else "train"
         filled[name] += len(groups[key])
         split_of.update(dict.fromkeys(groups[key], name))
     for name in ("val", "test"):  # a held-out split every group overshot gets the smallest training group

@@ -69,6 +69,12 @@ def test_a_family_too_big_for_the_test_share_trains():
     assert sum(s == "test" for s in split_of.values()) <= 0.2 * 95 + 1
 
 
+def test_a_zero_share_gets_no_chain():
+    groups = {f"g{i}": [f"g{i}"] for i in range(20)}
+    split_of = assign(groups, {"val": 0.2, "test": 0.0}, seed=0)
+    assert "test" not in split_of.values() and "val" in split_of.values()
+
+
 def test_missing_mmseqs_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ClusteringError, match="apt-get install -y mmseqs2"):
