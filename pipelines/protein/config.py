@@ -61,7 +61,8 @@ class ModelSection:
 @dataclasses.dataclass
 class FoldSection:
     steps: int = bounded(300, ge=1)  # Adam steps minimising the distogram potential
-    lr: float = bounded(0.5, gt=0)  # Å per step scale: coordinates move, not weights
+    lr: float = bounded(0.2, gt=0)  # Å per step at first (Adam's step is ~lr): a fraction of a bond
+    chains: int = bounded(3, ge=0)  # test chains the evaluate stage folds (TM-score, lDDT, RMSD); 0: none
 
 
 @dataclasses.dataclass

@@ -164,6 +164,12 @@ def crop(data, size: int, rng: np.random.Generator):
     return window
 
 
+def as_float(data):
+    """Features back to float32 after the compact storage of dataset.to_data."""
+    data.x, data.edge_attr = data.x.float(), data.edge_attr.float()
+    return data
+
+
 def with_labels(data):
     """Attach the (L, L) distogram labels computed from the chain's representative atoms."""
     import torch
@@ -185,7 +191,7 @@ class ChainSplit:
         return len(self.chains)
 
     def __getitem__(self, i: int):
-        data = self.chains[i]
+        data = as_float(self.chains[i])
         data.window = self.window
         if self.crop_size:
             data = crop(data, self.crop_size, self.rng)

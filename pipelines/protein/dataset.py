@@ -62,6 +62,9 @@ def to_data(chain: Chain, window: int):
     from pipelines.protein.graph import sequence_graph
 
     data = sequence_graph(chain.sequence, window)
+    # stored compactly (one-hot features as uint8, positions as float16: 4x smaller on disk); the loaders
+    # turn them back into float32 (data.as_float)
+    data.x, data.edge_attr = data.x.to(torch.float16), data.edge_attr.to(torch.uint8)
     data.points = torch.from_numpy(representative_atoms(chain.coords, chain.sequence))  # Cβ / virtual Cβ / Cα
     data.backbone = torch.from_numpy(np.ascontiguousarray(chain.coords[:, :3]))  # N, Cα, C (NaN if missing)
     data.name, data.sequence = chain_name(chain), chain.sequence

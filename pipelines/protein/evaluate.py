@@ -64,7 +64,43 @@ def contact_map_figure(scores: np.ndarray, dist: np.ndarray, title: str):
     return fig
 
 
-def evaluate(net, datamodule, seed: int = 0, n_figures: int = 2) -> Evaluation:
+def fold_rows(net, chains, steps: int, lr: float, n: int, seed: int) -> list[dict]:
+    """Fold the first `n` chains from their predicted distograms; TM-score, lDDT, Cα RMSD and RMSD per frame."""
+    from pipelines.protein import folding
+
+    rows = []
+    for i in range(min(n, len(chains))):
+        data = chains[i]
+        native = data.backbone[:, 1].numpy()  # every stored residue has its Cα
+        result = folding.fold(predict_probs(net, data), data.num_nodes, steps=steps, lr=lr, seed=seed)
+        rows.append(
+            {
+                "name": data.name,
+                "tm": folding.tm_score(result.coords, native),
+                "lddt": folding.lddt(result.coords, native),
+                "rmsd": folding.ca_rmsd(result.coords, native),
+                "frames": [folding.ca_rmsd(frame, native) for frame in result.trajectory],
+            }
+        )
+    return rows
+
+
+def trajectory_figure(frames: list[float], title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    ax.plot(range(len(frames)), frames, marker="o")
+    ax.set_xlabel("saved frame of the minimisation")
+    ax.set_ylabel("Cα RMSD to the native (Å)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def evaluate(net, datamodule, seed: int = 0, n_figures: int = 2, fold=None) -> Evaluation:
     import pandas as pd
 
     rows = chain_tables(net.eval(), datamodule.items("test"), seed)
@@ -83,4 +119,12 @@ def evaluate(net, datamodule, seed: int = 0, n_figures: int = 2) -> Evaluation:
         f"contacts_{r['name']}": contact_map_figure(r["scores"], r["dist"], f"{r['name']} (L={r['length']})")
         for r in rows[:n_figures]
     }
-    return Evaluation(metrics=metrics, tables={"per_chain": per_chain}, figures=figures)
+    tables = {"per_chain": per_chain}
+    if fold is not None and fold.chains:  # the 3D step: fold test chains from what the model predicted
+        folded = fold_rows(net, datamodule.items("test"), fold.steps, fold.lr, fold.chains, seed)
+        for key in ("tm", "lddt", "rmsd"):
+            metrics[f"test/fold_{key}"] = float(np.mean([r[key] for r in folded]))
+        first = folded[0]
+        tables["fold_trajectory"] = pd.DataFrame({"frame": range(len(first["frames"])), "rmsd": first["frames"]})
+        figures["fold_trajectory"] = trajectory_figure(first["frames"], f"folding {first['name']}")
+    return Evaluation(metrics=metrics, tables=tables, figures=figures)

@@ -132,7 +132,7 @@ class Protein(MonitoringModule):
     def evaluate(self, cfg, net, datamodule, paths: Paths):
         from pipelines.protein.evaluate import evaluate
 
-        return evaluate(net, datamodule, cfg.seed)
+        return evaluate(net, datamodule, cfg.seed, fold=cfg.project.fold)
 
     def export(self, cfg, module, paths: Paths, out: Path) -> None:
         """model.json (architecture, input limits, graph window), weights.pt (the network's state_dict)."""
@@ -145,6 +145,7 @@ class Protein(MonitoringModule):
             "min_length": data.min_length,
             "max_length": data.max_length,
             "fold_steps": cfg.project.fold.steps,
+            "fold_lr": cfg.project.fold.lr,
             "lr": module.hparams["lr"],
             "weight_decay": module.hparams["weight_decay"],
         }

@@ -118,5 +118,5 @@ class ProteinContactModel(mlflow.pyfunc.PythonModel):
     def fold(self, probs: np.ndarray, sequence: str) -> str:
         from pipelines.protein.folding import fold
 
-        result = fold(probs, len(sequence), steps=self.config["fold_steps"], seed=0)
+        result = fold(probs, len(sequence), steps=self.config["fold_steps"], lr=self.config.get("fold_lr", 0.2), seed=0)
         return ca_pdb(result.coords, sequence)
