@@ -26,7 +26,7 @@ FAST = dict(backoff=0.01, timeout=5.0, progress=False)  # keep retries quick
 @pytest.fixture(scope="module")
 def payload() -> bytes:
     if not DATA.is_file():
-        pytest.skip(f"sample data not found at {DATA}")
+        pytest.fail(f"sample data not found at {DATA}")
     return DATA.read_bytes()
 
 
@@ -553,7 +553,7 @@ def test_bad_caps_are_a_value_error(tmp_path):
 
 def test_real_data_passes_the_default_caps(tmp_path):
     if not DATA.is_file() or not NIH_IMAGES.is_dir():
-        pytest.skip(f"real samples not found at {DATA} and {NIH_IMAGES}")
+        pytest.fail(f"real samples not found at {DATA} and {NIH_IMAGES}")
     assert MAX_RATIO == 100 and MAX_EXPANDED_BYTES >= 8 * 2**30  # NIH: ~4.5 GB from each ~4 GB archive
     pngs = sorted(NIH_IMAGES.glob("*.png"))[:10]
     members = [(DATA.name, DATA.read_bytes())] + [(f"images/{p.name}", p.read_bytes()) for p in pngs]

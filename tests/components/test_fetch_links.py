@@ -69,7 +69,7 @@ def test_linked_folder_and_dotdot_names_are_refused(mirror, tmp_path):
 
 def test_real_files_and_a_linked_mirror_root_still_work(tmp_path):
     if not ETTH1.is_file():
-        pytest.skip(f"sample data not found at {ETTH1}")
+        pytest.fail(f"sample data not found at {ETTH1}")
     root_link = tmp_path / "mirror-link"
     root_link.symlink_to(ETTH1.parent)  # the mirror folder itself may be reached through a link
     dest = fetch(resolve(str(root_link), ETTH1.name), tmp_path / "raw" / ETTH1.name, progress=False)

@@ -26,7 +26,7 @@ OPSD = DATA / "opsd_germany_daily.csv"
 
 def _need(path: Path) -> Path:
     if not path.is_file():
-        pytest.skip(f"sample data not found at {path}")
+        pytest.fail(f"sample data not found at {path}")
     return path
 
 

@@ -27,7 +27,7 @@ from pipelines.energy.sources import read_series
 @pytest.fixture(scope="module")
 def lines(etth1) -> list[str]:
     if not etth1.is_file():
-        pytest.skip(f"sample data not found at {etth1}")
+        pytest.fail(f"sample data not found at {etth1}")
     return etth1.read_text().splitlines(keepends=True)
 
 

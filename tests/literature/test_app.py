@@ -32,7 +32,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_browser_searches_the_demo_index(tmp_path):
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     from pipelines.literature.analysis.corpus import build_corpus

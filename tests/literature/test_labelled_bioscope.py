@@ -17,7 +17,7 @@ DATA = Path(__file__).parents[2].parent / "shared" / "data" / "literature"
 BIOSCOPE = DATA / "bioscope"
 
 if not DATA.is_dir():
-    pytest.skip(f"real data samples not found at {DATA}", allow_module_level=True)
+    pytest.fail(f"real data samples not found at {DATA}", pytrace=False)
 
 
 @pytest.fixture(scope="module")

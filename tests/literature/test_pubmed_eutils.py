@@ -45,7 +45,7 @@ QUERY = dict(query="alzheimer disease", mindate="2000/01/01", maxdate="2024/12/3
 def corpus() -> tuple[bytes, list[bytes]]:
     """(the header up to <PubmedArticleSet>, each real <PubmedArticle>...</PubmedArticle> in file order)."""
     if not ESEARCH.is_file() or not all(p.is_file() for p in EFETCH_FILES):
-        pytest.skip(f"the PubMed samples are not in {DATA}")
+        pytest.fail(f"the PubMed samples are not in {DATA}")
     texts = [gzip.decompress(p.read_bytes()) for p in EFETCH_FILES]
     header = texts[0][: texts[0].index(b"<PubmedArticleSet>") + len(b"<PubmedArticleSet>")]
     records = [m.group(0) for t in texts for m in re.finditer(rb"<PubmedArticle>.*?</PubmedArticle>", t, re.DOTALL)]

@@ -37,7 +37,7 @@ REVISED_TITLE = "A revised title, as an update file would carry it."
 @pytest.fixture(scope="module")
 def medline_text() -> str:
     if not MEDLINE_2016.is_file():
-        pytest.skip(f"sample data not found at {MEDLINE_2016}")
+        pytest.fail(f"sample data not found at {MEDLINE_2016}")
     return gzip.decompress(MEDLINE_2016.read_bytes()).decode()
 
 

@@ -38,7 +38,7 @@ MEDLINE_2016 = DATA / "medline_update_2016" / "medline16n0902.xml.gz"
 @pytest.fixture(scope="module", autouse=True)
 def _data_present():
     if not (XML.is_dir() and ALZ.is_dir() and MEDLINE_2016.is_file()):
-        pytest.skip(f"the PubMed samples are not in {DATA}")
+        pytest.fail(f"the PubMed samples are not in {DATA}")
 
 
 def one(path: Path, pmid: str) -> PubmedRecord:

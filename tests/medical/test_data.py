@@ -271,7 +271,7 @@ def test_tokens_from_a_tokenizer_file(raw, prepared, tmp_path, monkeypatch):
 
 def test_real_rgba_images_come_out_as_one_channel_in_0_1(tmp_path):
     if not (NIH / S.ENTRIES_FILE).is_file():
-        pytest.skip(f"NIH sample not found at {NIH}")
+        pytest.fail(f"NIH sample not found at {NIH}")
     raw = tmp_path / "raw"
     raw.mkdir()
     for name in (S.ENTRIES_FILE, S.BOXES_FILE):

@@ -19,7 +19,7 @@ from tests.medical.nih_sample import NIH
 
 def _need_nih() -> Path:
     if not (NIH / S.ENTRIES_FILE).is_file():
-        pytest.skip(f"NIH sample not found at {NIH}")
+        pytest.fail(f"NIH sample not found at {NIH}")
     return NIH
 
 

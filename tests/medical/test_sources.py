@@ -66,7 +66,7 @@ NO_FINDING_COUNT = 11
 @pytest.fixture(scope="module")
 def nih() -> Path:
     if not ENTRIES.is_file():
-        pytest.skip(f"NIH sample not found at {NIH}")
+        pytest.fail(f"NIH sample not found at {NIH}")
     return NIH
 
 
