@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 
 RETRAIN_ARGS ?=
 
-.PHONY: install lock lint test-contract run test test-fast bench-energy bench-literature bench-protein bench-drift app-medical app-literature ui monitor retrain replay clean help
+.PHONY: install lock lint test-contract run test test-fast bench-energy bench-literature bench-protein bench-drift app-medical app-literature app-protein ui monitor retrain replay clean help
 
 help:
 	@echo "make run           dvc repro on the profile in params.yaml (offline demo by default)"
@@ -30,6 +30,7 @@ help:
 	@echo "make serve-energy  the energy champion over REST on http://127.0.0.1:5050"
 	@echo "make app-medical   the clinician app (medical champion) on http://127.0.0.1:7860"
 	@echo "make app-literature  classify, search/recommend, topic trends (literature) on http://127.0.0.1:7860"
+	@echo "make app-protein   contact map and folded Cα trace of a pasted sequence on http://127.0.0.1:7860"
 	@echo "make monitor PROJECT=energy   drift report of the champion's inference log (monitoring/reports/)"
 	@echo "make retrain PROJECT=energy   the retraining loop (RETRAIN_ARGS=--if-drift: only on drift)"
 	@echo "make bench-literature  SciCite, CSAbstruct, NICTA, Athar, BioScope beside published numbers (ARGS=...)"
@@ -111,6 +112,9 @@ app-medical: $(STAMP)
 
 app-literature: $(STAMP)
 	$(BIN)/python -m pipelines literature app
+
+app-protein: $(STAMP)
+	$(BIN)/python -m pipelines protein app
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db

@@ -92,8 +92,13 @@ def demo(repo_root, tmp_path_factory):
     print(f"\ndvc repro: first {first_s:.1f} s, second {second_s:.1f} s")
     import mlflow
 
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    return {"dir": work, "env": env, "first": first, "second": second, "client": mlflow.MlflowClient()}
+    yield {"dir": work, "env": env, "first": first, "second": second, "client": mlflow.MlflowClient()}
+    # set_tracking_uri exports MLFLOW_TRACKING_URI: later modules must not find this store (protein's app test did)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if previous:
+        mlflow.set_tracking_uri(previous)
 
 
 def test_first_repro_runs_every_stage(demo):

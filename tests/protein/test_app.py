@@ -101,7 +101,8 @@ def test_bad_sequence_is_refused_with_the_payload_message(backend, model_dir, se
     assert "Traceback" not in message
 
 
-def test_missing_model_says_what_to_run(backend, tmp_path):
+def test_missing_model_says_what_to_run(backend, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/empty.db")  # a store with no champion
     *outputs, message = backend.predict(EXAMPLE_SEQUENCE, False, "")  # the default: the demo champion
     assert outputs == [None, None, None, ""]
     assert "No model at `models:/protein-demo@champion`" in message and "python -m pipelines protein all" in message
