@@ -30,6 +30,17 @@ class TuneResult:
     storage: str
 
 
+def optimiser_space(trial, lr: float, weight_decay: tuple[float, float] = (1e-4, 1e-1)) -> dict:
+    """The search space the transformer-style projects share: the learning rate log-uniform within 3x of
+    params.yaml's (it follows `train.lr` because a scratch network and a pretrained one want rates 10-100x
+    apart), weight decay log-uniform, dropout uniform in [0, 0.3]; the architecture stays fixed."""
+    return {
+        "lr": trial.suggest_float("lr", lr / 3, lr * 3, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", *weight_decay, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+    }
+
+
 def make_storage(tune: TuneConfig, default_journal: Path):
     import optuna
     from optuna.storages import JournalStorage

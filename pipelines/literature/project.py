@@ -134,16 +134,10 @@ class Literature(MonitoringModule):
         )
 
     def search_space(self, cfg, trial) -> dict:
-        """Learning rate log-uniform within 3x of params.yaml's, weight decay, dropout (the architecture stays fixed).
+        """Learning rate within 3x of params.yaml's, weight decay, dropout (components.tune.optimiser_space)."""
+        from components.tune import optimiser_space
 
-        The range follows `train.lr` because a scratch BERT and a pretrained encoder want rates 10-100x apart.
-        """
-        lr = cfg.project.train.lr
-        return {
-            "lr": trial.suggest_float("lr", lr / 3, lr * 3, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-4, 1e-1, log=True),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.3),
-        }
+        return optimiser_space(trial, cfg.project.train.lr)
 
     def evaluate(self, cfg, net, datamodule, paths: Paths):
         from pipelines.literature.evaluate import evaluate

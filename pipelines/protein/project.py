@@ -121,13 +121,10 @@ class Protein(MonitoringModule):
         )
 
     def search_space(self, cfg, trial) -> dict:
-        """Learning rate within 3x of params.yaml's, weight decay, dropout (the architecture stays fixed)."""
-        lr = cfg.project.train.lr
-        return {
-            "lr": trial.suggest_float("lr", lr / 3, lr * 3, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-5, 1e-1, log=True),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.3),
-        }
+        """Learning rate within 3x of params.yaml's, weight decay, dropout (components.tune.optimiser_space)."""
+        from components.tune import optimiser_space
+
+        return optimiser_space(trial, cfg.project.train.lr, weight_decay=(1e-5, 1e-1))
 
     def evaluate(self, cfg, net, datamodule, paths: Paths):
         from pipelines.protein.evaluate import evaluate
