@@ -16,7 +16,7 @@ from components.project import Evaluation
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
-    """out_dir/metrics.json, out_dir/plots/<name>.csv, out_dir/figures/<name>.png."""
+    """out_dir/metrics.json, out_dir/plots/<name>.csv, out_dir/figures/<name>.png (and the files beside them)."""
     bad = {k: v for k, v in evaluation.metrics.items() if not math.isfinite(v)}
     if bad:
         raise ValueError(f"evaluation produced non-finite metrics: {bad}")
@@ -30,6 +30,10 @@ def write_evaluation(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=110, bbox_inches="tight")
         written[f"figures/{name}"] = path
+    for name, text in evaluation.files.items():
+        path = out_dir / "figures" / name
+        atomic_write_text(path, text)
+        written[f"files/{name}"] = path
     # metrics last: its presence means the evaluation finished
     atomic_write_text(written["metrics"], json.dumps(_nest(evaluation.metrics), indent=2, sort_keys=True) + "\n")
     return written
@@ -45,6 +49,8 @@ def log_evaluation(evaluation: Evaluation, written: dict[str, Path]) -> None:
     for key, path in written.items():
         if key.startswith("plots/"):
             mlflow.log_artifact(str(path), "plots")
+        elif key.startswith("files/"):
+            mlflow.log_artifact(str(path), "files")
     mlflow.log_artifact(str(written["metrics"]))
 
 

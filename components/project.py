@@ -94,6 +94,8 @@ class Evaluation:
     metrics: dict[str, float]  # flat, e.g. {"test/mse": 0.41, "baseline/test/mse": 0.9}
     tables: dict[str, Any]  # name -> pandas DataFrame, written as CSV for `dvc plots`
     figures: dict[str, Any]  # name -> matplotlib Figure, logged to MLflow and saved as PNG
+    # file name -> text (e.g. a folding trajectory as multi-model PDB), saved beside the figures and logged
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

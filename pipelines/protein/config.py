@@ -15,8 +15,9 @@ from components.config import Invalid, MonitorConfig, RegisterConfig, TrainConfi
 @dataclasses.dataclass
 class DataSection:
     # files: every structure in `structures_dir` (a folder); rcsb: `ids` / `ids_file` / `pisces` / `search` from
-    # `mirror` (files.rcsb.org or a folder/URL with the same names); demo: synthetic PDB/mmCIF (offline)
-    source: Literal["files", "rcsb", "demo"] = "files"
+    # `mirror` (files.rcsb.org or a folder/URL with the same names); afdb: AlphaFold DB models of `accessions`
+    # (pLDDT-filtered); demo: synthetic PDB/mmCIF (offline)
+    source: Literal["files", "rcsb", "afdb", "demo"] = "files"
     structures_dir: str = "../shared/data/protein"  # files: a folder of .pdb/.cif[.gz]
     mirror: str = "https://files.rcsb.org/download"  # rcsb: where {ID}.cif.gz / {ID}.pdb.gz are
     fmt: Literal["cif", "pdb"] = "cif"  # rcsb: mmCIF (the archive's format; large entries exist only so) or PDB
@@ -24,6 +25,9 @@ class DataSection:
     ids_file: str = ""  # rcsb: a file of PDB ids, one per line (# comments)
     pisces: str = ""  # rcsb: a PISCES list; its chains filtered by the limits below give the ids
     search: str = ""  # rcsb: an RCSB Search API v2 query as JSON (paginated)
+    accessions: list[str] = dataclasses.field(default_factory=list)  # afdb: UniProt accessions
+    afdb_mirror: str = "https://alphafold.ebi.ac.uk/files/"  # afdb: or a folder / URL with AF-*-F1-model_v4.cif
+    min_plddt: float = bounded(70.0, ge=0, le=100)  # afdb: models with a lower mean pLDDT are left out
     test_dir: str = ""  # a folder of held-out structures (outside the repository): the test split, reported
     max_resolution: float = bounded(3.0, gt=0)  # Å: worse entries are refused by validation
     max_r_factor: float = bounded(0.3, gt=0, le=1)  # PISCES filter
@@ -40,6 +44,8 @@ class DataSection:
             raise Invalid("min_length", f"{self.min_length} is not below max_length ({self.max_length})")
         if self.source == "rcsb" and not (self.ids or self.ids_file or self.pisces or self.search):
             raise Invalid("ids", "source=rcsb needs ids, ids_file, pisces or search")
+        if self.source == "afdb" and not self.accessions:
+            raise Invalid("accessions", "source=afdb needs UniProt accessions")
 
 
 @dataclasses.dataclass

@@ -23,9 +23,25 @@ from pipelines.protein.structure import Chain
 HELDOUT = "heldout"  # raw/heldout/: the test structures given by data.test_dir (never trained or selected on)
 
 
+KEPT = "kept.txt"  # a pulled folder that keeps only some of its files (AFDB's pLDDT filter) lists them here
+
+
+def write_kept(folder: Path, kept: list[Path]) -> list[Path]:
+    """Name the files of `folder` that count (the others stay on disk so a re-pull does not fetch them again)."""
+    if not kept:
+        raise ValueError(f"{folder}: no model passes the filter (protein.data.min_plddt)")
+    (folder / KEPT).write_text("".join(f"{Path(p).name}\n" for p in kept))
+    return [Path(p) for p in kept]
+
+
+def _counted(path: Path) -> bool:
+    listing = path.parent / KEPT
+    return not listing.is_file() or path.name in listing.read_text().split()
+
+
 def raw_files(raw: Path) -> tuple[list[Path], list[Path]]:
-    """(pool files, held-out files) under raw/."""
-    files = structure_files(raw)
+    """(pool files, held-out files) under raw/; in a folder with a kept.txt, only the files it names."""
+    files = [f for f in structure_files(raw) if _counted(f)]
     held = [f for f in files if HELDOUT in f.relative_to(raw).parts[:-1]]
     return [f for f in files if f not in held], held
 

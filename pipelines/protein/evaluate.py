@@ -80,6 +80,8 @@ def fold_rows(net, chains, steps: int, lr: float, n: int, seed: int) -> list[dic
                 "lddt": folding.lddt(result.coords, native),
                 "rmsd": folding.ca_rmsd(result.coords, native),
                 "frames": [folding.ca_rmsd(frame, native) for frame in result.trajectory],
+                "trajectory": result.trajectory,
+                "sequence": data.sequence,
             }
         )
     return rows
@@ -127,4 +129,17 @@ def evaluate(net, datamodule, seed: int = 0, n_figures: int = 2, fold=None) -> E
         first = folded[0]
         tables["fold_trajectory"] = pd.DataFrame({"frame": range(len(first["frames"])), "rmsd": first["frames"]})
         figures["fold_trajectory"] = trajectory_figure(first["frames"], f"folding {first['name']}")
+        files = {f"fold_trajectory_{first['name']}.pdb": trajectory_pdb(first["trajectory"], first["sequence"])}
+        return Evaluation(metrics=metrics, tables=tables, figures=figures, files=files)
     return Evaluation(metrics=metrics, tables=tables, figures=figures)
+
+
+def trajectory_pdb(frames, sequence: str) -> str:
+    """The minimisation as a multi-model PDB (one MODEL per saved frame): open it in a viewer to watch it fold."""
+    import tempfile
+    from pathlib import Path
+
+    from pipelines.protein.folding import write_trajectory
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_trajectory(frames, sequence, Path(tmp) / "trajectory.pdb").read_text()

@@ -57,6 +57,12 @@ class Protein(MonitoringModule):
             files = write_demo(out, data.demo_entries, cfg.seed)
         elif data.source == "files":
             files = [fetch(str(f), out / f.name) for f in structure_files(Path(data.structures_dir))]
+        elif data.source == "afdb":
+            from pipelines.protein.data import write_kept
+            from pipelines.protein.sources.afdb import pull_models
+
+            models = pull_models(data.accessions, out / "afdb", mirror=data.afdb_mirror, min_mean_plddt=data.min_plddt)
+            files = write_kept(out / "afdb", [m.path for m in models if m.kept])  # the rest stay for a resume
         else:
             from pipelines.protein.sources.rcsb import pull_entries
 

@@ -137,3 +137,30 @@ def test_valid_accessions_and_names():
         model_filename("P00720", version=0)
     with pytest.raises(TypeError):
         pull_models("P00720", "unused")
+
+
+def test_the_pipeline_pulls_only_the_confident_models(models, tmp_path, loopback):
+    """source: afdb through the plug-in: the unconfident model stays on disk (a re-pull skips it) but is not
+    counted by validate and prepare (raw/afdb/kept.txt)."""
+    from components.config import load_config
+    from pipelines.protein.data import raw_files
+    from pipelines.protein.project import PROTEIN
+
+    folder, _ = models
+    cfg = load_config(
+        "protein",
+        PROTEIN.section,
+        profile="full",
+        overrides=[
+            "protein.data.source=afdb",
+            "protein.data.accessions=[P00720, P02693]",
+            f"protein.data.afdb_mirror={loopback(folder)}",
+        ],
+    )
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    kept = PROTEIN.pull(cfg, raw)
+    assert [p.name for p in kept] == [model_filename("P00720")]
+    assert (raw / "afdb" / model_filename("P02693")).is_file()
+    pool, held = raw_files(raw)
+    assert [p.name for p in pool] == [model_filename("P00720")] and held == []
