@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipelines.protein import geometry  # noqa: E402
-from pipelines.protein.dataset import chain_name, read_chains, structure_files  # noqa: E402
+from pipelines.protein.dataset import chain_name, read_chains, sequences_of, structure_files  # noqa: E402
 
 MIN_LENGTH, MAX_LENGTH = 30, 400  # params.yaml's protein.data limits
 MIN_IDENTITY = 0.4
@@ -125,27 +125,15 @@ def load_pool(folder: Path, limit: int) -> tuple[list, list[dict], int]:
     return chains, skipped, len(files)
 
 
-def sequences_of(chains) -> dict[str, str]:
-    return {chain_name(c): c.sequence for c in chains}
-
-
 def split_chains(pool, held, workdir: Path, seed: int) -> tuple[dict[str, list], dict]:
     """{split: chains} and a report: cluster split of the pool, or the pool into train/val and `held` as test."""
-    from pipelines.protein.clusters import cross_identity, leak_free_split
+    from pipelines.protein.clusters import split_with_heldout
 
-    fractions = {"val": FRACTIONS["val"], "test": 0.0 if held else FRACTIONS["test"]}
-    split_of, report = leak_free_split(sequences_of(pool), workdir / "split", fractions, seed, MIN_IDENTITY)
-    by_name = {chain_name(c): c for c in pool}
+    split_of, report = split_with_heldout(
+        sequences_of(pool), sequences_of(held), workdir / "split", FRACTIONS, seed, MIN_IDENTITY
+    )
+    by_name = {chain_name(c): c for c in [*pool, *held]}
     splits = {s: [by_name[n] for n, v in split_of.items() if v == s] for s in ("train", "val", "test")}
-    if held:
-        # leak_free_split lets a singleton cluster into a 0.0 share (its quota is max(1, share x chains)): such a
-        # pool chain would join the external test set unannounced, so it leaves instead
-        report["pool_chains_put_in_test_dropped"] = len(splits["test"])
-        hits = cross_identity(sequences_of(pool), sequences_of(held), workdir / "heldout")
-        leaking = {q for q, _, ident in hits if ident >= MIN_IDENTITY}
-        report["pool_chains_homologous_to_test_removed"] = len(leaking)
-        splits = {s: [c for c in splits[s] if chain_name(c) not in leaking] for s in ("train", "val")}
-        splits["test"] = list(held)
     for name, chains in splits.items():
         if not chains:
             raise SystemExit(f"the {name} split has no chain: too few clusters (raise --limit)")
@@ -457,8 +445,7 @@ def data_lines(args, info: dict, splits: dict[str, list], report: dict) -> list[
     if args.test_dir:
         lines.append(
             f"--test-dir: {report['pool_chains_homologous_to_test_removed']} pool chains >= {MIN_IDENTITY:.0%} "
-            f"identical to a test chain removed, {report['pool_chains_put_in_test_dropped']} pool chains the split "
-            "put in test dropped."
+            "identical to a test chain removed."
         )
     return lines
 

@@ -3,7 +3,8 @@
 A project's LightningModule writes one `step(batch, stage)` (its loss and the metrics it logs under
 `<stage>/...`); `SplitSteps` turns it into Lightning's training/validation/test steps. A project's
 data module (a LightningDataModule, or a plain class: `fit_data`) writes one `loader(split, train)`;
-`SplitLoaders` turns it into the four dataloader hooks, and `loader_options` holds the DataLoader settings both projects share.
+`SplitLoaders` turns it into the four dataloader hooks, and `loader_options` holds the DataLoader settings
+every project shares.
 Nothing heavy is imported here: the mixins are plain classes placed before the Lightning base class.
 """
 
@@ -50,7 +51,7 @@ class SplitLoaders:
 def fit_data(datamodule) -> dict:
     """`trainer.fit`'s data arguments for a LightningDataModule or for a plain SplitLoaders object.
 
-    A project whose data module is a plain class (literature) keeps Lightning out of the stages that only
+    A project whose data module is a plain class (energy, literature, protein) keeps Lightning out of the stages that only
     read the data (evaluate, register): importing it costs 4-6 s here, more than those stages' work.
     """
     import lightning.pytorch as pl

@@ -134,6 +134,29 @@ def assign(groups: dict[str, list[str]], fractions: dict[str, float], seed: int)
     return split_of
 
 
+def split_with_heldout(
+    pool: dict[str, str],
+    held: dict[str, str],
+    workdir: Path,
+    fractions: dict[str, float],
+    seed: int = 0,
+    min_identity: float = 0.4,
+) -> tuple[dict[str, str], dict]:
+    """`leak_free_split` of `pool`; with `held` (an external test set, kept outside the repository) the pool
+    gives train and val only, its chains >= `min_identity` to a held-out chain leave, and `held` is the test."""
+    if not held:
+        return leak_free_split(pool, workdir, fractions, seed, min_identity)
+    split_of, report = leak_free_split(pool, workdir, {**fractions, "test": 0.0}, seed, min_identity)
+    hits = cross_identity(pool, held, workdir / "heldout")
+    # a homologue, or the very entry pulled on both sides (the same name)
+    leaking = {q for q, _, ident in hits if ident >= min_identity} | (pool.keys() & held.keys())
+    split_of = {name: split for name, split in split_of.items() if name not in leaking}
+    split_of.update(dict.fromkeys(held, "test"))
+    report["pool_chains_homologous_to_test_removed"] = len(leaking)
+    report["chains"] = {s: sum(v == s for v in split_of.values()) for s in SPLITS}
+    return split_of, report
+
+
 def leak_free_split(
     sequences: dict[str, str],
     workdir: Path,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from components.steps import SplitLoaders, loader_options
-from pipelines.protein.dataset import chain_name, read_chains, structure_files
+from pipelines.protein.dataset import chain_name, read_chains, sequences_of, structure_files
 from pipelines.protein.structure import Chain
 
 HELDOUT = "heldout"  # raw/heldout/: the test structures given by data.test_dir (never trained or selected on)
@@ -34,14 +34,10 @@ def write_kept(folder: Path, kept: list[Path]) -> list[Path]:
     return [Path(p) for p in kept]
 
 
-def _counted(path: Path) -> bool:
-    listing = path.parent / KEPT
-    return not listing.is_file() or path.name in listing.read_text().split()
-
-
 def raw_files(raw: Path) -> tuple[list[Path], list[Path]]:
     """(pool files, held-out files) under raw/; in a folder with a kept.txt, only the files it names."""
-    files = [f for f in structure_files(raw) if _counted(f)]
+    kept = {listing.parent: set(listing.read_text().split()) for listing in raw.rglob(KEPT)}
+    files = [f for f in structure_files(raw) if f.parent not in kept or f.name in kept[f.parent]]
     held = [f for f in files if HELDOUT in f.relative_to(raw).parts[:-1]]
     return [f for f in files if f not in held], held
 
@@ -51,11 +47,10 @@ def kept_chains(files: list[Path], data) -> tuple[list[Chain], list[dict]]:
     chains, skipped = read_chains(files, data.min_length, data.max_length)
     kept = []
     for chain in chains:
-        observed = chain.length / len(chain.seqres) if chain.seqres else 1.0
         if chain.resolution is not None and chain.resolution > data.max_resolution:
             reason = f"resolution {chain.resolution:.2f} Å above {data.max_resolution}"
-        elif observed < data.min_observed:
-            reason = f"only {observed:.0%} of SEQRES observed"
+        elif chain.observed_fraction < data.min_observed:
+            reason = f"only {chain.observed_fraction:.0%} of SEQRES observed"
         else:
             kept.append(chain)
             continue
@@ -76,7 +71,7 @@ def chain_frame(chains: list[Chain]):
                 "name": chain_name(c),
                 "length": c.length,
                 "resolution": c.resolution,
-                "observed_fraction": c.length / len(c.seqres) if c.seqres else 1.0,
+                "observed_fraction": c.observed_fraction,
                 "nonstandard_share": sum(aa not in "ACDEFGHIKLMNPQRSTVWY" for aa in c.sequence) / c.length,
                 "bad_ca_steps": int(((step[bonded] < 2.8) | (step[bonded] > 4.2)).sum()),
             }
@@ -126,23 +121,18 @@ def checks(raw: Path, data) -> list:
 
 def prepare(raw: Path, data, model, seed: int, out: Path) -> dict:
     """Cluster split of the pool (held-out files, if any, are the test split) and the PyG dataset files."""
-    from pipelines.protein.clusters import leak_free_split
+    from pipelines.protein.clusters import split_with_heldout
     from pipelines.protein.dataset import build
 
     pool_files, held_files = raw_files(raw)
     pool, skipped = kept_chains(pool_files, data)
     held, held_skipped = kept_chains(held_files, data) if held_files else ([], [])
-    sequences = {chain_name(c): c.sequence for c in pool}
-    if held:  # external test set: the pool is split into train/val only, and must not contain its homologues
-        fractions = {"val": data.val_fraction, "test": 0.0}
-    else:
-        fractions = {"val": data.val_fraction, "test": data.test_fraction}
-    split_of, report = leak_free_split(sequences, out / "mmseqs", fractions, seed, data.min_identity)
-    chains = pool
-    if held:
-        chains = pool + held
-        split_of.update({chain_name(c): "test" for c in held})
-        split_of = _drop_pool_homologues(split_of, pool, held, out / "mmseqs" / "heldout", data.min_identity)
+    fractions = {"val": data.val_fraction, "test": data.test_fraction}
+    split_of, report = split_with_heldout(
+        sequences_of(pool), sequences_of(held), out / "mmseqs", fractions, seed, data.min_identity
+    )
+    held_names = set(sequences_of(held))
+    chains = [c for c in pool if chain_name(c) not in held_names] + held  # an entry in both counts as test only
     summary = build(chains, split_of, out, model.window)
     (out / "meta.json").write_text(json.dumps({"window": model.window, "min_identity": data.min_identity}) + "\n")
     (out / "chains.json").write_text(json.dumps(chain_frame(chains).to_dict(orient="records"), indent=1) + "\n")
@@ -154,15 +144,6 @@ def prepare(raw: Path, data, model, seed: int, out: Path) -> dict:
         "dropped_examples": (skipped + held_skipped)[:20],
         "test_from": "test_dir" if held else "cluster split",
     }
-
-
-def _drop_pool_homologues(split_of: dict, pool, held, workdir: Path, min_identity: float) -> dict:
-    """An external test set: pool chains >= min_identity to a held-out chain leave train/val (never the test)."""
-    from pipelines.protein.clusters import cross_identity
-
-    hits = cross_identity({chain_name(c): c.sequence for c in pool}, {chain_name(c): c.sequence for c in held}, workdir)
-    leaking = {q for q, _, ident in hits if ident >= min_identity}
-    return {name: split for name, split in split_of.items() if name not in leaking}
 
 
 def crop(data, size: int, rng: np.random.Generator):

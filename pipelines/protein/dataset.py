@@ -54,6 +54,11 @@ def chain_name(chain: Chain) -> str:
     return f"{chain.entry}_{chain.chain_id}"
 
 
+def sequences_of(chains: list[Chain]) -> dict[str, str]:
+    """{ENTRY_CHAIN: sequence}: what the cluster split and the leak check read."""
+    return {chain_name(c): c.sequence for c in chains}
+
+
 def to_data(chain: Chain, window: int):
     """One chain as a PyG Data: its sequence graph plus coordinates (Å) and names."""
     import torch

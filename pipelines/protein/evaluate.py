@@ -105,6 +105,8 @@ def trajectory_figure(frames: list[float], title: str):
 def evaluate(net, datamodule, seed: int = 0, n_figures: int = 2, fold=None) -> Evaluation:
     import pandas as pd
 
+    from pipelines.protein import folding
+
     rows = chain_tables(net.eval(), datamodule.items("test"), seed)
     metrics = {}
     for source, prefix in (
@@ -121,7 +123,7 @@ def evaluate(net, datamodule, seed: int = 0, n_figures: int = 2, fold=None) -> E
         f"contacts_{r['name']}": contact_map_figure(r["scores"], r["dist"], f"{r['name']} (L={r['length']})")
         for r in rows[:n_figures]
     }
-    tables = {"per_chain": per_chain}
+    tables, files = {"per_chain": per_chain}, {}
     if fold is not None and fold.chains:  # the 3D step: fold test chains from what the model predicted
         folded = fold_rows(net, datamodule.items("test"), fold.steps, fold.lr, fold.chains, seed)
         for key in ("tm", "lddt", "rmsd"):
@@ -129,17 +131,5 @@ def evaluate(net, datamodule, seed: int = 0, n_figures: int = 2, fold=None) -> E
         first = folded[0]
         tables["fold_trajectory"] = pd.DataFrame({"frame": range(len(first["frames"])), "rmsd": first["frames"]})
         figures["fold_trajectory"] = trajectory_figure(first["frames"], f"folding {first['name']}")
-        files = {f"fold_trajectory_{first['name']}.pdb": trajectory_pdb(first["trajectory"], first["sequence"])}
-        return Evaluation(metrics=metrics, tables=tables, figures=figures, files=files)
-    return Evaluation(metrics=metrics, tables=tables, figures=figures)
-
-
-def trajectory_pdb(frames, sequence: str) -> str:
-    """The minimisation as a multi-model PDB (one MODEL per saved frame): open it in a viewer to watch it fold."""
-    import tempfile
-    from pathlib import Path
-
-    from pipelines.protein.folding import write_trajectory
-
-    with tempfile.TemporaryDirectory() as tmp:
-        return write_trajectory(frames, sequence, Path(tmp) / "trajectory.pdb").read_text()
+        files[f"fold_trajectory_{first['name']}.pdb"] = folding.trajectory_text(first["trajectory"], first["sequence"])
+    return Evaluation(metrics=metrics, tables=tables, figures=figures, files=files)

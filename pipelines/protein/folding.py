@@ -367,6 +367,13 @@ def _three_letter(letter: str) -> str:
 
 def write_trajectory(frames: np.ndarray, sequence: str, path: str | Path) -> Path:
     """A multi-model PDB of the Cα trace: one MODEL per frame of ``frames`` (F, L, 3), residues named."""
+    path = Path(path)
+    path.write_text(trajectory_text(frames, sequence))
+    return path
+
+
+def trajectory_text(frames: np.ndarray, sequence: str) -> str:
+    """The PDB text of ``write_trajectory`` (a single trace: frames of shape (1, L, 3))."""
     import gemmi
 
     frames = np.asarray(frames, dtype=np.float64)
@@ -389,9 +396,7 @@ def write_trajectory(frames: np.ndarray, sequence: str, path: str | Path) -> Pat
             chain.add_residue(residue)
         model.add_chain(chain)
         structure.add_model(model)
-    path = Path(path)
-    structure.write_pdb(str(path))
-    return path
+    return structure.make_pdb_string()
 
 
 def trajectory_rmsd(path: str | Path, native_ca: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ class ProteinModule(SplitSteps, pl.LightningModule):
         loss = distogram_loss(logits, data.labels)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=1)
         if stage == "val":
-            self.precisions.append(long_range_precision(logits, data.labels))
+            self.precisions.append(long_range_precision(logits, data.points))
         return loss
 
     def on_validation_epoch_end(self) -> None:
@@ -36,21 +36,10 @@ class ProteinModule(SplitSteps, pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
 
 
-def long_range_precision(logits: torch.Tensor, labels: torch.Tensor) -> float | None:
-    """Top-L/5 long-range precision of one chain from its logits and distogram labels."""
+def long_range_precision(logits: torch.Tensor, points: torch.Tensor) -> float | None:
+    """Top-L/5 long-range precision of one chain from its logits and its representative atoms."""
     from pipelines.protein import geometry
 
     probs = torch.softmax(logits.detach().float(), -1).cpu().numpy()
     scores = geometry.contact_probability(probs)
-    dist = label_distances(labels.cpu().numpy())
-    return geometry.top_precision(scores, dist, "long", 5)
-
-
-def label_distances(labels: np.ndarray) -> np.ndarray:
-    """Representative distances back from distogram labels (bin centres; NaN unknown): enough for contacts."""
-    from pipelines.protein.geometry import DISTOGRAM_EDGES
-
-    centres = np.concatenate([[30.0], (DISTOGRAM_EDGES[:-1] + DISTOGRAM_EDGES[1:]) / 2])
-    dist = centres[np.clip(labels, 0, None)].astype(np.float32)
-    dist[labels < 0] = np.nan
-    return dist
+    return geometry.top_precision(scores, geometry.distances(points.cpu().numpy()), "long", 5)

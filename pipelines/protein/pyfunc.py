@@ -38,27 +38,6 @@ def load_net(model_config: dict, weights: str):
     return net.eval()
 
 
-def ca_pdb(coords: np.ndarray, sequence: str) -> str:
-    """A Cα-only PDB text of one chain (gemmi writes it: the format's columns are gemmi's business)."""
-    import gemmi
-
-    structure = gemmi.Structure()
-    model = gemmi.Model("1")
-    chain = gemmi.Chain("A")
-    for i, (aa, xyz) in enumerate(zip(sequence, coords, strict=True)):
-        residue = gemmi.Residue()
-        residue.name = gemmi.expand_one_letter(aa, gemmi.ResidueKind.AA) or "UNK"
-        residue.seqid = gemmi.SeqId(i + 1, " ")
-        atom = gemmi.Atom()
-        atom.name, atom.element, atom.pos, atom.occ = "CA", gemmi.Element("C"), gemmi.Position(*map(float, xyz)), 1.0
-        residue.add_atom(atom)
-        chain.add_residue(residue)
-    model.add_chain(chain)
-    structure.add_model(model)
-    structure.setup_entities()
-    return structure.make_pdb_string(gemmi.PdbWriteOptions(minimal=True))
-
-
 class ProteinContactModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.load(**{name: context.artifacts[name] for name in ARTIFACTS})
@@ -116,7 +95,7 @@ class ProteinContactModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(rows)
 
     def fold(self, probs: np.ndarray, sequence: str) -> str:
-        from pipelines.protein.folding import fold
+        from pipelines.protein.folding import fold, trajectory_text
 
         result = fold(probs, len(sequence), steps=self.config["fold_steps"], lr=self.config.get("fold_lr", 0.2), seed=0)
-        return ca_pdb(result.coords, sequence)
+        return trajectory_text(result.coords[None], sequence)

@@ -76,6 +76,11 @@ class Chain:
     def length(self) -> int:
         return len(self.sequence)
 
+    @property
+    def observed_fraction(self) -> float:
+        """Observed residues over the deposited (SEQRES) sequence; 1.0 when the file has no SEQRES."""
+        return self.length / len(self.seqres) if self.seqres else 1.0
+
 
 def read_structure(path: str | Path, *, min_length: int = 20) -> list[Chain]:
     """Protein chains (first model) of a .pdb/.ent/.cif/.mmcif file, optionally gzipped.
@@ -117,7 +122,7 @@ def chain_table(chains: list[Chain]) -> list[dict]:
                 "chain_id": chain.chain_id,
                 "length": chain.length,
                 "seqres_length": seqres_length,
-                "observed_fraction": chain.length / seqres_length if seqres_length else 1.0,
+                "observed_fraction": chain.observed_fraction,
                 "resolution": chain.resolution,
                 "method": chain.method,
                 "n_breaks": int(chain.breaks.sum()),
