@@ -145,6 +145,7 @@ class CellCap:
     max_chars: int = MAX_CELL_CHARS
     max_items: int = MAX_CELL_ITEMS
     blobs: Path | None = None
+    omit: frozenset[str] = frozenset()  # columns logged as {"summary", "kind": "omitted", bytes, sha256} only
 
 
 def _shape(value: list) -> list[int]:
@@ -194,11 +195,17 @@ def cap_value(value: Any, cap: CellCap) -> Any:
     return value
 
 
+def omit_value(value: Any) -> dict:
+    """What the log keeps of a cell in an omitted column: its size and hash, so a repeat is recognisable."""
+    data = json.dumps(jsonable(value), separators=(",", ":")).encode() if not isinstance(value, str) else value.encode()
+    return {"summary": True, "kind": "omitted", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
 def cap_records(records: Any, cap: CellCap) -> Any:
     """Records (a list of dicts), a list of cells, or one cell, with every large cell capped."""
     if isinstance(records, list):
         if records and all(isinstance(r, dict) for r in records):
-            return [{k: cap_value(v, cap) for k, v in r.items()} for r in records]
+            return [{k: omit_value(v) if k in cap.omit else cap_value(v, cap) for k, v in r.items()} for r in records]
         return [cap_value(v, cap) for v in records]
     return cap_value(records, cap)
 

@@ -275,6 +275,10 @@ class Column:
 
     @property
     def mlflow_type(self) -> str:
+        # an optional whole number is a double in the signature: a JSON null makes pandas store the column as
+        # float, which MLflow refuses to cast back to long; check_integer still accepts only whole values
+        if self.kind == "integer" and not self.required:
+            return "double"
         return SIGNATURE_TYPES[self.kind]
 
     def check(self, frame) -> list:

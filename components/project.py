@@ -115,6 +115,9 @@ class PyfuncSpec:
     # empty: MLflow infers them, by loading the model in a subprocess (seconds) and keeping only packages
     # not required by others, which reduces ours to `scifolio`, a package no index serves
     requirements: tuple[str, ...] = ()
+    # output columns the inference log keeps as a summary only (bytes, sha256), never whole and never as a
+    # blob: generated images are the product, not evidence; the monitor reads the statistics columns beside them
+    log_omit: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -71,6 +71,9 @@ def model_card(
 """
 
 
+LOG_OMIT = "inference_log_omit"  # MLmodel metadata key: output columns the server logs as summaries only
+
+
 def log_pyfunc(name: str, spec: PyfuncSpec, card: str, code_paths: list[str] | None, description: str = ""):
     """Log the pyfunc (with signature and input example) into the active run and register it."""
     import mlflow
@@ -85,6 +88,7 @@ def log_pyfunc(name: str, spec: PyfuncSpec, card: str, code_paths: list[str] | N
         input_example=spec.input_example,
         code_paths=code_paths,
         pip_requirements=pinned_requirements(spec.requirements) if spec.requirements else None,
+        metadata={LOG_OMIT: list(spec.log_omit)} if spec.log_omit else None,
     )
     mlflow.log_text(card, "model_card.md")
     version = mlflow.register_model(info.model_uri, name)

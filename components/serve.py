@@ -372,7 +372,8 @@ class ModelService:
         self.params_schema = self.model.metadata.get_params_schema()
         self.tags = dict(self.entity.tags or {})
         self.log_file = log_path(log_dir, model_name, self.version)
-        self.cell_cap = CellCap(blobs=blob_dir(self.log_file) if keep_blobs else None)
+        omit = (self.model.metadata.metadata or {}).get("inference_log_omit", [])  # register.LOG_OMIT
+        self.cell_cap = CellCap(blobs=blob_dir(self.log_file) if keep_blobs else None, omit=frozenset(omit))
         self.fsync = fsync
         self.max_logged_cells = max_logged_cells
         self.log_errors = 0

@@ -9,6 +9,7 @@ PROJECTS = {
     "medical": "pipelines.medical.project:MEDICAL",
     "literature": "pipelines.literature.project:LITERATURE",
     "protein": "pipelines.protein.project:PROTEIN",
+    "art": "pipelines.art.project:ART",
 }
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 log = logging.getLogger("scifolio.protein.app")
@@ -27,19 +26,14 @@ EXAMPLE_SEQUENCE = (
     "MNIFEMLRIDEGLRLKIYKDTEGYYTIGIGHLLTKSPSLNAAKSELDKAIGRNCNGVITKDEAEKLFNQDVDAAVRGILRNAKLKPVYDSLDAVRRCALINMVF"
     "QMGETGVAGFTNSLRMLQQKRWDEAAVNLAKSRWYNQTPNRAKRVITTFRTGTWDAYKNL"
 )
-LOCAL_MODEL = Path("data/protein/model")  # Paths.of("protein").model, relative to the repo root
 TABLE_COLUMNS = ["i", "j", "residue_i", "residue_j", "separation", "probability"]
 MODEL_FILES = ("model.json", "weights.pt")
 
 
-class ModelMissing(Exception):
-    """No model at the URI; the message says which stage writes or registers one."""
-
-
 def default_model_uri(cfg) -> str:
-    from components.config import model_name
+    from components.apps import default_model_uri
 
-    return f"models:/{model_name('protein', cfg.profile)}@champion"
+    return default_model_uri("protein", cfg)
 
 
 def clean_sequence(text: str | None) -> str:
@@ -58,41 +52,18 @@ class Backend:
 
     def model(self, uri: str):
         """The ProteinContactModel at `uri` (a local model folder or an MLflow model URI), cached."""
-        if uri in self.models:
-            return self.models[uri]
-        folder = Path(uri).expanduser()
-        if folder.is_dir() and not (folder / "MLmodel").is_file():  # what `train` writes: no MLflow needed
-            missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
-            if missing:
-                raise ModelMissing(
-                    f"`{folder}` has no {' or '.join(missing)}: run `python -m pipelines protein train` "
-                    f"(it writes `{LOCAL_MODEL}`), or give a registered model URI."
-                )
+        if uri not in self.models:
+            from components.apps import load_model
             from pipelines.protein.pyfunc import ProteinContactModel
 
-            model = ProteinContactModel.from_dir(folder)
-        else:  # models:/, runs:/, a logged model folder
-            import mlflow
-
-            profile = getattr(self.cfg, "profile", "demo")
-            # models:/ resolves against the project's store, as the stages and the server see it
-            mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or self.cfg.tracking.uri)
-            try:
-                # unwrapped: the payload checks raise PayloadError (whose message we show), not MLflow's wrapper
-                model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
-            except Exception as err:  # not registered, no champion, bad URI or path: say so and what to run
-                raise ModelMissing(
-                    f"No model at `{uri}`: {str(err).splitlines()[0][:300]}. Train and register one "
-                    f"(`python -m pipelines protein all --profile {profile}`; its `register` stage sets @champion), "
-                    f"or give a trained model folder such as `{LOCAL_MODEL}` (the `train` stage writes it)."
-                ) from err
-        self.models[uri] = model
-        return model
+            self.models[uri] = load_model(uri, self.cfg, "protein", MODEL_FILES, ProteinContactModel.from_dir)
+        return self.models[uri]
 
     def predict(self, sequence: str, fold: bool, model_uri: str):
         """(contact-map figure, contacts table, trace figure, PDB text, status message); None where not made."""
         import pandas as pd
 
+        from components.apps import ModelMissing
         from components.payload import PayloadError
 
         sequence, uri = clean_sequence(sequence), (model_uri or "").strip() or default_model_uri(self.cfg)

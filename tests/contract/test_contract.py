@@ -56,6 +56,16 @@ SHRINK = {
         "protein.data.demo_entries=18",
         "protein.monitor.reference_items=20",
     ],
+    "art": [
+        "art.train.max_epochs=1",
+        "art.tune.n_trials=1",
+        "art.tune.max_epochs=1",
+        "art.data.demo_fluorescence=6",
+        "art.data.demo_histology=4",
+        "art.quality.encoder_epochs=1",
+        "art.quality.test_samples=8",
+        "art.monitor.reference_items=12",
+    ],
     "tiny": ["tiny.train.max_epochs=3", "tiny.tune.n_trials=2", "tiny.tune.max_epochs=2"],
 }
 TINY_PARAMS = {

@@ -44,6 +44,7 @@ MODEL = {
     "medical": "medical-demo",
     "literature": "literature-intent-demo",
     "protein": "protein-demo",
+    "art": "art-demo",
 }  # demo models
 
 
@@ -347,7 +348,12 @@ def test_logged_requirements_cover_what_the_champion_imports(demo, project, tmp_
 
 @pytest.mark.parametrize(
     "project, shifted, retrains",
-    [("energy", "station", True), ("medical", "intensity", False), ("literature", "arxiv", False)],
+    [
+        ("energy", "station", True),
+        ("medical", "intensity", False),
+        ("literature", "arxiv", False),
+        ("art", "histology_burst", False),
+    ],
 )
 def test_served_champion_drift_is_flagged_and_the_loop_retrains(demo, project, shifted, retrains, monkeypatch):
     """The done-when of the loop on the demo: a shifted replay to the real server is flagged by the
