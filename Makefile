@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 
 RETRAIN_ARGS ?=
 
-.PHONY: install lock lint test-contract run test test-fast bench-energy bench-literature bench-protein bench-drift app-medical app-literature app-protein ui monitor retrain replay clean help
+.PHONY: install lock lint test-contract run test test-fast bench-energy bench-literature bench-protein bench-art bench-drift app-medical app-literature app-protein app-art ui monitor retrain replay clean help
 
 help:
 	@echo "make run           dvc repro on the profile in params.yaml (offline demo by default)"
@@ -35,6 +35,8 @@ help:
 	@echo "make retrain PROJECT=energy   the retraining loop (RETRAIN_ARGS=--if-drift: only on drift)"
 	@echo "make bench-literature  SciCite, CSAbstruct, NICTA, Athar, BioScope beside published numbers (ARGS=...)"
 	@echo "make bench-protein  contacts, folding, refinement on cluster-disjoint test chains beside published numbers (ARGS=...)"
+	@echo "make bench-art     diffusion and GAN on the shared DSB2018 images: FID/KID vs floor and ceiling, memorisation (ARGS=...)"
+	@echo "make app-art       the art studio: generate, sketch to image (SDEdit), style mixing on http://127.0.0.1:7860"
 	@echo "make bench-drift   detection power and false alarms over replayed streams (serves the champions)"
 	@echo "make ui            MLflow UI on http://127.0.0.1:5000"
 	@echo "make bench-energy  ETTh1 benchmark (full profile, CPU, long)"
@@ -104,6 +106,10 @@ bench-literature: $(STAMP)
 bench-protein: $(STAMP)
 	$(BIN)/python benchmarks/protein.py $(ARGS)
 
+# both generators on the 384 shared images at the demo and cpu settings (ARGS="--settings cpu --epochs 2": reduced)
+bench-art: $(STAMP)
+	$(BIN)/python benchmarks/art.py $(ARGS)
+
 serve-%: $(STAMP)
 	$(BIN)/python -m pipelines $* serve
 
@@ -115,6 +121,9 @@ app-literature: $(STAMP)
 
 app-protein: $(STAMP)
 	$(BIN)/python -m pipelines protein app
+
+app-art: $(STAMP)
+	$(BIN)/python -m pipelines art app
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///mlflow.db

@@ -429,10 +429,13 @@ def check(
         }
     version = str(entity.version)
     mcfg = cfg.project.monitor
-    python_model = python_model or load_python_model(f"models:/{cfg.model_name}/{version}")
-    reference = load_reference(cfg.model_name, version) if reference is None else reference
     log_file = log_path(log_dir or DEFAULT_LOG_DIR, cfg.model_name, version)
-    current, scan = scan_window(project, python_model, log_file, mcfg.window, request_prefix)
+    if Path(log_file).exists():
+        python_model = python_model or load_python_model(f"models:/{cfg.model_name}/{version}")
+        reference = load_reference(cfg.model_name, version) if reference is None else reference
+        current, scan = scan_window(project, python_model, log_file, mcfg.window, request_prefix)
+    else:  # no traffic yet (the monitor stage right after register): no item, so no model to load (seconds)
+        current, scan = [], LogScan()
     stamp = dt.datetime.now(dt.UTC)
     base = {
         "model": cfg.model_name,

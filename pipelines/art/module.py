@@ -147,7 +147,7 @@ class ArtModule(pl.LightningModule):
             h["val_steps"],
             h["guidance"],
         )
-        gan_images = gan_sample(self.nets.generator_ema, labels, seeds, h["truncation"], self.device)
+        gan_images = stylegan.sample(self.nets.generator_ema, labels, seeds, h["truncation"], self.device)
         scores = fid_kid(real, extract_features(self.encoder(), images.to(self.device)))
         gan_scores = fid_kid(real, extract_features(self.encoder(), gan_images.to(self.device)))
         self.log("val/fid", float(scores["fid"]))
@@ -166,10 +166,3 @@ class ArtModule(pl.LightningModule):
             picture = grid(batch, labels, self.nets.n_classes, per_class=8)
             logger.experiment.log_image(logger.run_id, picture, f"samples/{name}/epoch_{self.current_epoch:03d}.png")
 
-
-@torch.no_grad()
-def gan_sample(generator, labels, seeds, truncation: float, device="cpu") -> torch.Tensor:
-    """GAN images (N, 3, S, S) in [-1, 1]; image i from seeds[i], fixed noise buffers (reproducible)."""
-    z = torch.stack([torch.randn(generator.z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-    y = torch.as_tensor(labels, dtype=torch.long)
-    return generator(z.to(device), y.to(device), truncation=truncation, noise="const").clamp(-1, 1).cpu()

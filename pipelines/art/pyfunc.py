@@ -95,9 +95,9 @@ class ArtModel(mlflow.pyfunc.PythonModel):
         return diffusion.sample(self.nets["unet"], self.config["scheduler"], labels, seeds, n, steps, guidance)
 
     def gan(self, labels, seeds):
-        from pipelines.art.module import gan_sample
+        from pipelines.art.stylegan import sample
 
-        return gan_sample(self.nets["generator"], labels, seeds, self.config["truncation"])
+        return sample(self.nets["generator"], labels, seeds, self.config["truncation"])
 
     def sdedit(self, sketch: np.ndarray, label: int, seeds, steps=None, guidance=None, strength=DEFAULT_STRENGTH):
         import torch

@@ -366,3 +366,12 @@ def r1_penalty(real_logits: Tensor, real_images: Tensor) -> Tensor:
     gamma / 2; create_graph=True so the penalty itself can be backpropagated into D."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
     return grad.square().sum(dim=[1, 2, 3]).mean()
+
+
+@torch.no_grad()
+def sample(generator: Generator, labels, seeds, truncation: float = 1.0, device="cpu") -> Tensor:
+    """Served images (N, 3, S, S) clamped to [-1, 1]: image i from z drawn with seeds[i] alone and the fixed
+    ("const") noise buffers, so a seed gives the same image in any batch."""
+    z = torch.stack([torch.randn(generator.z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+    y = torch.as_tensor(labels, dtype=torch.long)
+    return generator(z.to(device), y.to(device), truncation=truncation, noise="const").clamp(-1, 1).cpu()
