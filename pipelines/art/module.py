@@ -165,4 +165,3 @@ class ArtModule(pl.LightningModule):
         for name, batch in (("diffusion", images), ("gan", gan_images)):
             picture = grid(batch, labels, self.nets.n_classes, per_class=8)
             logger.experiment.log_image(logger.run_id, picture, f"samples/{name}/epoch_{self.current_epoch:03d}.png")
-
