@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.art.images import CLASSES
+
 log = logging.getLogger("scifolio.art.app")
 
 MODEL_FILES = ("model.json", "unet.pt", "generator.pt")
-CLASSES = ("fluorescence", "histology")
 SCALE = 8  # publication PNG: nearest-neighbour upscaling, no invented detail
 DISPLAY = 256  # gallery images are upscaled (nearest) to about this many pixels
 

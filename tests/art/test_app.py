@@ -4,7 +4,6 @@ a real browser (Debian Chromium via playwright) generating two images, downloadi
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 
@@ -12,20 +11,11 @@ import numpy as np
 import pytest
 
 from pipelines.art.app import Backend, build_app
+from tests.art.tiny import LIMITS, SIZE, write_tiny_model
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 REPO = Path(__file__).resolve().parents[2]
-SIZE = 16
-ARCHITECTURE = {
-    "size": SIZE,
-    "n_classes": 2,
-    "diffusion_cfg": {"channels": [8, 16], "layers_per_block": 1, "attention": False},
-    "gan_cfg": {
-        "generator": {"z_dim": 8, "w_dim": 8, "mapping_layers": 1, "channels": 8},
-        "discriminator": {"channels": 8},
-    },
-}
-MAX_COUNT = 4
+MAX_COUNT = LIMITS["max_count"]
 
 
 def make_cfg(tmp: Path):
@@ -39,32 +29,7 @@ def make_cfg(tmp: Path):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """model.json + unet.pt + generator.pt of untrained tiny nets, with Art.export's keys (no MLflow)."""
-    import torch
-
-    from pipelines.art.diffusion import build_unet, noise_scheduler
-    from pipelines.art.stylegan import Generator
-
-    folder = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    torch.save(build_unet(SIZE, 2, **ARCHITECTURE["diffusion_cfg"]).state_dict(), folder / "unet.pt")
-    generator = Generator(size=SIZE, n_classes=2, **ARCHITECTURE["gan_cfg"]["generator"])
-    torch.save(generator.state_dict(), folder / "generator.pt")
-    config = {
-        "architecture": ARCHITECTURE,
-        "classes": ["fluorescence", "histology"],
-        "scheduler": dict(noise_scheduler(1000, "squaredcos_cap_v2").config),
-        "steps": 3,
-        "guidance": 2.0,
-        "truncation": 1.0,
-        "max_count": MAX_COUNT,
-        "max_steps": 10,
-        "max_guidance": 10.0,
-        "max_sketch_bytes": 100_000,
-        "lr": 0.0002,
-        "gan_lr": 0.002,
-    }
-    (folder / "model.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
-    return folder
+    return write_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
