@@ -4,7 +4,6 @@ a real browser (Debian Chromium via playwright) generating two images, downloadi
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 
 from pipelines.art.app import Backend, build_app
 from tests.art.tiny import LIMITS, SIZE, write_tiny_model
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import browser_page
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_COUNT = LIMITS["max_count"]
@@ -118,51 +117,31 @@ def test_project_has_the_app_capability():
     assert "app" in capabilities(ART)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_browser_generates_downloads_and_shows_refusals(model_dir, tmp_path):
-    if not CHROMIUM.exists():  # the CI installs it; a browser test that cannot run is a failure, not a skip
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     app = build_app(make_cfg(tmp_path))
-    port = _free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.set_default_timeout(60_000)
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.locator("#model_uri textarea, #model_uri input").first.fill(str(model_dir))
-            page.locator("#seed input").first.fill("21")
-            page.locator("#count input").first.fill("2")
-            page.locator("#steps input[type=number]").first.fill("2")
-            page.locator("#generate").click()
-            page.locator("#status").get_by_text("seeds 21, 22").wait_for()
-            page.wait_for_function("document.querySelectorAll('#gallery img').length >= 2")
-            link = page.locator("#downloads a").first
-            link.wait_for()
-            assert "synthetic_fluorescence_diffusion_seed21_" in (link.get_attribute("href") or "")
-            page.get_by_role("tab", name="Style mix (GAN)").click()
-            page.locator("#mix").click()
-            page.wait_for_function("document.querySelectorAll('#mix_gallery img').length >= 3")
-            page.get_by_role("tab", name="Sketch (SDEdit)").click()
-            page.locator("#sketch_steps input[type=number]").first.fill("2")
-            page.locator("#render").click()  # the blank canvas is a (white) sketch too
-            page.locator("#status").get_by_text("SDEdit of a sketch").wait_for()
-            page.wait_for_function("document.querySelectorAll('#sketch_gallery img').length >= 1")
-            page.get_by_role("tab", name="Generate").click()
-            page.locator("#count input").first.fill(str(MAX_COUNT + 1))
-            page.locator("#generate").click()
-            page.locator("#status").get_by_text("was refused").wait_for()
-            assert "column 'count', row 0" in page.locator("#status").inner_text()
-            assert "Traceback" not in page.locator("body").inner_text()
-            browser.close()
-    finally:
-        app.close()
+    with browser_page(app, 1400, 1600) as page:
+        page.locator("#model_uri textarea, #model_uri input").first.fill(str(model_dir))
+        page.locator("#seed input").first.fill("21")
+        page.locator("#count input").first.fill("2")
+        page.locator("#steps input[type=number]").first.fill("2")
+        page.locator("#generate").click()
+        page.locator("#status").get_by_text("seeds 21, 22").wait_for()
+        page.wait_for_function("document.querySelectorAll('#gallery img').length >= 2")
+        link = page.locator("#downloads a").first
+        link.wait_for()
+        assert "synthetic_fluorescence_diffusion_seed21_" in (link.get_attribute("href") or "")
+        page.get_by_role("tab", name="Style mix (GAN)").click()
+        page.locator("#mix").click()
+        page.wait_for_function("document.querySelectorAll('#mix_gallery img').length >= 3")
+        page.get_by_role("tab", name="Sketch (SDEdit)").click()
+        page.locator("#sketch_steps input[type=number]").first.fill("2")
+        page.locator("#render").click()  # the blank canvas is a (white) sketch too
+        page.locator("#status").get_by_text("SDEdit of a sketch").wait_for()
+        page.wait_for_function("document.querySelectorAll('#sketch_gallery img').length >= 1")
+        page.get_by_role("tab", name="Generate").click()
+        page.locator("#count input").first.fill(str(MAX_COUNT + 1))
+        page.locator("#generate").click()
+        page.locator("#status").get_by_text("was refused").wait_for()
+        assert "column 'count', row 0" in page.locator("#status").inner_text()
+        assert "Traceback" not in page.locator("body").inner_text()

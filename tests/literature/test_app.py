@@ -3,12 +3,10 @@ Chromium via playwright) typing a query against a demo index and reading the res
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from pipelines.literature.app import Backend, build_app
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import browser_page
 from tests.literature.analysis_helpers import make_cfg
 
 
@@ -23,18 +21,8 @@ def test_backend_without_artefacts_says_what_to_run(tmp_path):
     build_app(make_cfg(tmp_path), tmp_path / "data")  # the UI builds with nothing on disk
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_browser_searches_the_demo_index(tmp_path):
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     from pipelines.literature.analysis.corpus import build_corpus
     from pipelines.literature.analysis.recommend import run
 
@@ -50,25 +38,15 @@ def test_browser_searches_the_demo_index(tmp_path):
     build_corpus(cfg, tmp_path / "data")
     run(cfg, tmp_path / "data")
     app = build_app(cfg, tmp_path / "data")
-    port = _free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.set_default_timeout(60_000)
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.get_by_role("tab", name="Search & recommend").click()
-            page.locator("#query textarea, #query input").first.fill("microglia inflammation TREM2")
-            page.locator("#search").click()
-            page.locator("#search_status").get_by_text("papers matching").wait_for()
-            page.wait_for_function("document.querySelectorAll('#results [role=gridcell]').length >= 10")
-            text = page.locator("#results").inner_text()
-            assert "Journal of Neuroinflammation" in text or "Glia" in text  # the microglia journals
-            page.locator("#ids textarea, #ids input").first.fill("nope")
-            page.locator("#search").click()
-            page.locator("#search_status").get_by_text("unknown paper id").wait_for()
-            assert "Traceback" not in page.locator("body").inner_text()
-            browser.close()
-    finally:
-        app.close()
+    with browser_page(app, 1400, 1400) as page:
+        page.get_by_role("tab", name="Search & recommend").click()
+        page.locator("#query textarea, #query input").first.fill("microglia inflammation TREM2")
+        page.locator("#search").click()
+        page.locator("#search_status").get_by_text("papers matching").wait_for()
+        page.wait_for_function("document.querySelectorAll('#results [role=gridcell]').length >= 10")
+        text = page.locator("#results").inner_text()
+        assert "Journal of Neuroinflammation" in text or "Glia" in text  # the microglia journals
+        page.locator("#ids textarea, #ids input").first.fill("nope")
+        page.locator("#search").click()
+        page.locator("#search_status").get_by_text("unknown paper id").wait_for()
+        assert "Traceback" not in page.locator("body").inner_text()

@@ -4,7 +4,6 @@ the Gradio app built on a tiny demo model registered in a temporary MLflow store
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pipelines.medical.serving.app import MAX_BYTES, InputError, check_age, read_image
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 NIH_SAMPLE = Path(__file__).parents[2].parent / "shared/data/medical/nih_chestxray14/images/00000100_000.png"
@@ -77,12 +76,6 @@ def test_age_checks():
 # ---- the app in a real browser ----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     if not CHROMIUM.exists():
@@ -115,7 +108,7 @@ def app_url(tmp_path_factory):
     classifier, info = load_champion(cfg.model_name)
     assert info["model"] == "medical-demo"
     app = build_app(classifier, info)
-    port = _free_port()
+    port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)
     try:
         yield {"url": f"http://127.0.0.1:{port}/", "info": info}

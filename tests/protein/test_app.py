@@ -5,13 +5,12 @@ the example sequence, reading the contacts table, then pasting a bad one and rea
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from pipelines.protein.app import EXAMPLE_SEQUENCE, TABLE_COLUMNS, Backend, build_app, clean_sequence
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import browser_page
 
 REPO = Path(__file__).resolve().parents[2]
 ARCHITECTURE = {"hidden": 16, "layers": 1, "heads": 2, "channels": 8, "blocks": 1, "dropout": 0.0}
@@ -119,46 +118,26 @@ def test_project_has_the_app_capability():
     assert "app" in capabilities(PROTEIN)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_browser_predicts_contacts_and_shows_refusals(model_dir, tmp_path):
-    if not CHROMIUM.exists():  # the CI installs it; a browser test that cannot run is a failure, not a skip
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     app = build_app(make_cfg(tmp_path))
-    port = _free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True, quiet=True)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.set_default_timeout(60_000)
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.locator("#model_uri textarea, #model_uri input").first.fill(str(model_dir))
-            page.locator("#example").click()
-            sequence = page.locator("#sequence textarea").first
-            page.wait_for_function(
-                "n => document.querySelector('#sequence textarea').value.length === n", arg=len(EXAMPLE_SEQUENCE)
-            )
-            assert sequence.input_value() == EXAMPLE_SEQUENCE
-            page.locator("#predict").click()
-            page.locator("#status").get_by_text("164 residues").wait_for()
-            page.locator("#contact_map img").first.wait_for()  # the matplotlib figure, sent as an image
-            page.wait_for_function("document.querySelectorAll('#contacts [role=gridcell]').length >= 60")
-            cells = page.locator("#contacts [role=gridcell]").all_inner_texts()[:6]
-            i, j = int(cells[0]), int(cells[1])
-            assert j - i >= 24 and cells[2:4] == [EXAMPLE_SEQUENCE[i - 1], EXAMPLE_SEQUENCE[j - 1]]
-            sequence.fill(EXAMPLE_SEQUENCE[:40] + "B" + EXAMPLE_SEQUENCE[40:])
-            page.locator("#predict").click()
-            page.locator("#status").get_by_text("'B' is not one of the alphabet").wait_for()
-            assert "column 'sequence', row 0" in page.locator("#status").inner_text()
-            assert "Traceback" not in page.locator("body").inner_text()
-            browser.close()
-    finally:
-        app.close()
+    with browser_page(app, 1400, 1600) as page:
+        page.locator("#model_uri textarea, #model_uri input").first.fill(str(model_dir))
+        page.locator("#example").click()
+        sequence = page.locator("#sequence textarea").first
+        page.wait_for_function(
+            "n => document.querySelector('#sequence textarea').value.length === n", arg=len(EXAMPLE_SEQUENCE)
+        )
+        assert sequence.input_value() == EXAMPLE_SEQUENCE
+        page.locator("#predict").click()
+        page.locator("#status").get_by_text("164 residues").wait_for()
+        page.locator("#contact_map img").first.wait_for()  # the matplotlib figure, sent as an image
+        page.wait_for_function("document.querySelectorAll('#contacts [role=gridcell]').length >= 60")
+        cells = page.locator("#contacts [role=gridcell]").all_inner_texts()[:6]
+        i, j = int(cells[0]), int(cells[1])
+        assert j - i >= 24 and cells[2:4] == [EXAMPLE_SEQUENCE[i - 1], EXAMPLE_SEQUENCE[j - 1]]
+        sequence.fill(EXAMPLE_SEQUENCE[:40] + "B" + EXAMPLE_SEQUENCE[40:])
+        page.locator("#predict").click()
+        page.locator("#status").get_by_text("'B' is not one of the alphabet").wait_for()
+        assert "column 'sequence', row 0" in page.locator("#status").inner_text()
+        assert "Traceback" not in page.locator("body").inner_text()
