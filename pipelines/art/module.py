@@ -41,7 +41,10 @@ class ArtNets(nn.Module):
 
 
 @torch.no_grad()
-def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
+def ema_update(target: nn.Module, source: nn.Module, decay: float, step: int) -> None:
+    """target <- decay * target + (1 - decay) * source, with the usual warm-up min(decay, (1 + t) / (10 + t)):
+    without it the average still holds the random initial weights after a short run (0.995^300 = 22 %)."""
+    decay = min(decay, (1 + step) / (10 + step))
     for t, s in zip(target.parameters(), source.parameters(), strict=True):
         t.lerp_(s.detach(), 1 - decay)
     for t, s in zip(target.buffers(), source.buffers(), strict=True):
@@ -79,7 +82,7 @@ class ArtModule(pl.LightningModule):
         opt_unet.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         opt_unet.step()
-        ema_update(nets.unet_ema, nets.unet, h["ema"])
+        ema_update(nets.unet_ema, nets.unet, h["ema"], self.global_step)
 
         z = torch.randn(images.shape[0], nets.generator.z_dim, device=images.device)
         with torch.no_grad():
@@ -102,7 +105,7 @@ class ArtModule(pl.LightningModule):
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
-        ema_update(nets.generator_ema, nets.generator, h["ema"])
+        ema_update(nets.generator_ema, nets.generator, h["ema"], self.global_step)
 
         n = images.shape[0]
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=n)
