@@ -70,8 +70,8 @@ SETTINGS = {
         "art.gan.g_channels=16",
         "art.gan.d_channels=16",
         "art.train.batch_size=32",
-        "art.train.max_epochs=12",
-        "art.train.patience=12",
+        "art.train.max_epochs=10",
+        "art.train.patience=10",
         "art.quality.encoder_epochs=5",
         "art.quality.val_samples=32",
         "art.quality.val_steps=10",
@@ -119,9 +119,9 @@ def run_setting(name: str, args, work: Path) -> dict:
         "size": cfg.project.data.size,
         "tiles": {s: sum(meta["counts"][s][c] for c in meta["classes"]) for s in ("train", "val", "test")},
         "encoder_s": meta["encoder"]["seconds"],
-        "epochs": run["epochs"] + 1,
+        "epochs": run["epochs"],  # trainer.current_epoch after fit: the epochs run
         "train_s": run["seconds"],
-        "steps_per_s": steps_per_epoch * (run["epochs"] + 1) / run["seconds"],
+        "steps_per_s": steps_per_epoch * run["epochs"] / run["seconds"],
         "best_val_fid": run["best_score"],
         "metrics": metrics,
         "stage_s": seconds,
@@ -156,7 +156,8 @@ def table(results: list[dict]) -> str:
             )
         lines.append(
             f"| {r['setting']} | {r['size']} | {tiles} | | | | floor (real train tiles) | {m['reference/floor_fid']:.2f} "
-            f"| {m['reference/floor_kid']:.3f} | | | | {m['test/real_recognition']:.2f} | |"
+            f"| {m['reference/floor_kid']:.3f} | | | {m.get('reference/real_memorisation_ratio', float('nan')):.2f} "
+            f"| {m['test/real_recognition']:.2f} | |"
         )
         lines.append(
             f"| {r['setting']} | {r['size']} | {tiles} | | | | ceiling (Gaussian noise) | {m['reference/ceiling_fid']:.2f} "
@@ -177,6 +178,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", default="", help="also write the results as JSON here")
+    parser.add_argument("--work", default="", help="the data folders and MLflow store (default: a new temp folder)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -184,17 +186,17 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench-art-") as tmp:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        for name in args.settings:
-            results.append(run_setting(name, args, Path(tmp)))
-            print(f"{name}: done in {sum(results[-1]['stage_s'].values()):.0f} s", file=sys.stderr, flush=True)
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-art-"))  # kept: the MLflow store holds the sample grids
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work}/mlflow.db"
+    for name in args.settings:
+        results.append(run_setting(name, args, work))
+        print(f"{name}: done in {sum(results[-1]['stage_s'].values()):.0f} s ({work})", file=sys.stderr, flush=True)
+        if args.out:  # each setting as soon as it is measured
+            Path(args.out).write_text(json.dumps(results, indent=2, default=float) + "\n")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     print(f"# art benchmark, seed {args.seed}, {device}, torch {torch.__version__}, {platform.python_version()}")
     print(f"# features: {results[0]['feature_space']} (FIDs comparable between these rows only)\n")
     print(table(results))
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2, default=float) + "\n")
     return 0
 
 

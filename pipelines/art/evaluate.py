@@ -140,6 +140,11 @@ def evaluate(model, data, cfg) -> Evaluation:
             }
         )
     metrics["test/real_recognition"] = recognition(encoder, test_x, torch.as_tensor(test_labels))
+    # the memorisation ratio of real validation tiles (in neither set): what an honest generator scores, since
+    # the ratio sits below 1 whenever the training set is larger than the test set
+    val_images, _ = data.arrays("val")
+    val_f = extract_features(features, to_float(val_images))
+    metrics["reference/real_memorisation_ratio"] = memorisation(val_f, train_f, test_f)["ratio_median"]
     figures["sdedit"] = sdedit_figure(model)
     table = pd.DataFrame(rows)
     table.attrs["feature_space"] = space
