@@ -206,7 +206,8 @@ class Medical(MonitoringModule):
             input_example=example,
             output_example=loaded.predict(None, example),
             # lightning: the served transforms live in data.py beside the data module; transformers: the report encoder
-            requirements=("torch", "monai", "transformers", "lightning", "pillow", "numpy", "pandas"),
+            # PyWavelets: MONAI imports pywt whenever it is installed (imagehash, for art, installs it)
+            requirements=("torch", "monai", "transformers", "lightning", "pillow", "numpy", "pandas", "PyWavelets"),
         )
 
     def score(self, python_model, cfg, paths: Paths) -> float:
