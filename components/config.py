@@ -119,6 +119,10 @@ class TrainConfig:
     precision: Precision = "auto"  # auto: bf16-mixed on GPU, 32 on CPU; else any Lightning precision
     devices: str | int = "auto"  # Lightning devices ("auto", 1, 2, ..., -1 = all GPUs): DDP when > 1 GPU
     deterministic: bool = True  # deterministic kernels on CPU (GPU runs trade this for speed)
+    # the train stage keeps data/<project>/checkpoints/last.ckpt for `train --resume`, rewritten at each epoch end;
+    # N > 0 also every N optimizer steps, so that a kill deep into a long epoch loses at most N steps
+    # (0: epoch ends only, no extra writes: right when an epoch takes minutes, not hours)
+    checkpoint_every_n_steps: int = bounded(0, ge=0)
 
     def check(self) -> None:
         text = str(self.devices).strip()
@@ -135,6 +139,17 @@ class TuneConfig:
     pruner: Literal["median", "hyperband", "none"] = "median"  # stops unpromising trials early (none: never)
     storage: str = ""  # "" = journal file under data/<project>/tuned; or an RDB URL (postgresql://...)
     study_name: str = ""  # "" = <project>-<data version>: workers with the same data join one study
+    # RDB storage only (journal files have no heartbeat): each running trial writes a heartbeat this often
+    heartbeat_s: int = bounded(10, ge=1, le=600)  # seconds; 10 s costs one tiny UPDATE per trial, hardly load
+    # a RUNNING trial whose heartbeat is older than this is a dead worker's: marked FAIL, then retried
+    grace_s: int = bounded(60, ge=2)  # seconds; several heartbeats, so one slow UPDATE never kills a live trial
+    retries: int = bounded(2, ge=0, le=10)  # reruns of a dead worker's trial (same params); bounded: an OOM repeats
+
+    def check(self) -> None:
+        if self.grace_s <= self.heartbeat_s:
+            raise Invalid(
+                "grace_s", f"{self.grace_s} must exceed heartbeat_s ({self.heartbeat_s}), or live trials fail"
+            )
 
 
 @dataclasses.dataclass
@@ -155,8 +170,36 @@ class MonitorConfig:
 
 
 @dataclasses.dataclass
+class AblationConfig:
+    """`ablations.<project>`: named variants of the project's config, each trained over the same seeds (ablate stage).
+
+    Top-level, not inside `<project>`: the chain's stages depend on the whole `<project>` section (dvc.yaml
+    params), so a study written there would retrain and re-register the champion at every edit."""
+
+    seeds: int = bounded(3, ge=2)  # seeds per variant; >= 2 for a paired test (seed s pairs across variants)
+    max_epochs: int = bounded(0, ge=0)  # epochs per run, 0 = train.max_epochs (early stopping still applies)
+    run: list[str] = dataclasses.field(default_factory=list)  # the variants to run, [] = all of them
+    # name -> overrides of this project's section, dotted keys relative to it: {revin_off: {model.revin: false}}
+    variants: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def check(self) -> None:
+        for name in self.run:
+            if name not in self.variants:
+                raise Invalid("run", f"{name!r} is not a declared variant ({', '.join(self.variants) or 'none'})")
+        for name, changes in self.variants.items():
+            if name == "base" or not str(name).replace("_", "").replace("-", "").isalnum():
+                raise Invalid(f"variants.{name}", "a variant is named with letters, digits, - and _ (not 'base')")
+            if not isinstance(changes, dict) or not changes:
+                raise Invalid(
+                    f"variants.{name}", "expected a mapping of dotted keys to values, e.g. {model.revin: false}"
+                )
+
+
+@dataclasses.dataclass
 class TrackingConfig:
     uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI, when set, wins over this
+    wandb: bool = False  # also mirror training metrics to Weights & Biases (MLflow stays the source of truth)
+    wandb_project: str = "scifolio"  # W&B project of the mirrored runs: one for the whole monorepo, like the store
 
 
 # ---- reading YAML --------------------------------------------------------------------------
@@ -460,6 +503,7 @@ class Config:
     tracking: TrackingConfig
     project: Any  # the project's own section, typed by its plug-in
     raw: dict  # the resolved params (for logging to MLflow)
+    ablations: AblationConfig = dataclasses.field(default_factory=AblationConfig)  # `ablations.<project>`
 
     @property
     def model_name(self) -> str:
@@ -491,11 +535,15 @@ def load_config(
     seed = resolved.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed: expected an integer, got {seed!r}")
+    studies = resolved.get("ablations") or {}
+    if not isinstance(studies, dict):
+        raise ConfigError(f"ablations: expected a mapping of project -> study, got {type(studies).__name__}")
     return Config(
         name=project_name,
         profile=resolved["profile"],
         seed=seed,
         tracking=build(TrackingConfig, resolved.get("tracking", {}), "tracking"),
         project=build(section_class, resolved[project_name], project_name),
+        ablations=build(AblationConfig, studies.get(project_name) or {}, f"ablations.{project_name}"),
         raw={k: resolved[k] for k in ("profile", "seed", "tracking", project_name) if k in resolved},
     )

@@ -139,6 +139,7 @@ class Paths:
     evaluation = property(lambda self: self.root / "evaluation")  # metrics.json, plots/, figures/
     registry = property(lambda self: self.root / "registry")  # decision.json of the last register
     monitor = property(lambda self: self.root / "monitor")  # decision.json of the last monitor check
+    ablation = property(lambda self: self.root / "ablation")  # the ablation study: table, runs, metrics, plot
 
     @property
     def best_params(self) -> Path:

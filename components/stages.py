@@ -12,6 +12,7 @@ so and logs one line, so that `dvc repro` goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -27,6 +28,7 @@ from components.project import Paths, Project, Unsupported, capabilities, check_
 log = logging.getLogger("scifolio.stages")
 
 STAGES = ("pull", "validate", "prepare", "tune", "train", "evaluate", "register")
+STUDIES = ("ablate",)  # stages beside the chain: read prepared data, never feed register (not in `all`)
 
 
 def data_version(paths: Paths) -> str:
@@ -105,6 +107,9 @@ def tune(project: Project, cfg: Config, paths: Paths):
         return None
     datamodule = project.datamodule(cfg, paths)
     section, objective = cfg.project, project.objective
+    # one device per trial: trials run in parallel as several workers on one study (tune.storage), not as DDP
+    # inside a trial, whose launcher would re-run this whole stage in every extra process
+    one_device = dataclasses.replace(section.train, devices=1)
     with stage_run(cfg.model_name, "tune", cfg, version) as run, atomic_dir(paths.tuned) as tmp:
 
         def objective_fit(params: dict, callbacks: list, trial_run_id: str) -> float:
@@ -116,7 +121,7 @@ def tune(project: Project, cfg: Config, paths: Paths):
             module = project.build_module(cfg, datamodule, params)
             history = epoch_history()
             trainer = make_trainer(
-                section.train,
+                one_device,
                 tmp / "trial",
                 objective.select,
                 max_epochs=section.tune.max_epochs,
@@ -168,25 +173,69 @@ def best_params(paths: Paths) -> dict:
     return yaml.safe_load(paths.best_params.read_text())["params"]
 
 
-def train(project: Project, cfg: Config, paths: Paths) -> dict:
+def train(project: Project, cfg: Config, paths: Paths, resume: bool = False) -> dict:
+    """Train, export, log. The run's unfinished state lives in data/<project>/checkpoints/ (last.ckpt, best.ckpt
+    and resume.json: the MLflow run id and what the run was trained on); `resume` continues from there, in the
+    same MLflow run. That folder is no DVC output (nothing depends on it, `dvc repro` never sees it): it only
+    exists between a crash and the resumed run, which removes it once data/<project>/model is in place."""
+    import hashlib
+
+    import lightning.pytorch as pl
     import mlflow
     import pandas as pd
 
     from components.tracking import log_dataset, stage_run
-    from components.train import fit
+    from components.train import fit, is_ddp_worker
 
     version = data_version(paths)
     hparams = best_params(paths)
+    # seeded before the module exists: its initial weights are drawn here, not in fit (which seeds again)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = project.datamodule(cfg, paths)
     module = project.build_module(cfg, datamodule, hparams)
     select = project.objective.select
-    with stage_run(cfg.model_name, "train", cfg, version) as run, atomic_dir(paths.model) as tmp:
-        log_dataset(cfg, paths, version)
-        mlflow.log_params({f"tuned.{k}": v for k, v in hparams.items()})
-        result = fit(module, datamodule, cfg.project.train, tmp / "checkpoints", select, cfg.seed, run.info.run_id)
-        load_best_weights(module, result.best_checkpoint)
+    unfinished = paths.root / "checkpoints"
+    last, state_file = unfinished / "last.ckpt", unfinished / "resume.json"
+    # what must not change between the crash and the resume: the resolved params, the tuned values, the data
+    recipe = json.dumps({"params": cfg.raw, "seed": cfg.seed, "hparams": hparams}, sort_keys=True, default=str)
+    fingerprint = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+    resuming = resume and last.is_file() and state_file.is_file()
+    if is_ddp_worker():
+        # rank > 0 under DDP (train.devices > 1): Lightning's launcher re-ran this command to start this
+        # process. It joins rank 0's Trainer and trains its shard; no MLflow run, no file, no output here,
+        # so a DDP run logs one run and writes one model (tests/distributed/test_ddp.py)
+        fit(module, datamodule, cfg.project.train, unfinished, select, cfg.seed, None, last, resuming)
+        return {}
+    if resume and not resuming:
+        log.info("%s train --resume: no checkpoint in %s, training from the start", project.name, unfinished)
+    if resuming:
+        saved = json.loads(state_file.read_text())
+        if (saved["data_version"], saved["fingerprint"]) != (version, fingerprint):
+            raise RuntimeError(
+                f"{last} was trained on other data or params (data {saved['data_version'][:12]}, params "
+                f"{saved['fingerprint']}; now {version[:12]}, {fingerprint}): train without --resume to start over"
+            )
+    else:
+        shutil.rmtree(unfinished, ignore_errors=True)  # an older crash's state would mix into this run
+    run_id = saved["run_id"] if resuming else None
+    with stage_run(cfg.model_name, "train", cfg, version, run_id=run_id) as run, atomic_dir(paths.model) as tmp:
+        if resuming:
+            mlflow.set_tag("scifolio.resumed", "true")  # metrics after the last checkpoint are logged twice
+        else:
+            log_dataset(cfg, paths, version)
+            mlflow.log_params({f"tuned.{k}": v for k, v in hparams.items()})
+            unfinished.mkdir(parents=True, exist_ok=True)
+            state = {"run_id": run.info.run_id, "data_version": version, "fingerprint": fingerprint}
+            atomic_write_text(state_file, json.dumps(state, indent=2) + "\n")
+        result = fit(
+            module, datamodule, cfg.project.train, unfinished, select, cfg.seed, run.info.run_id, last, resuming
+        )
+        best = tmp / "checkpoints" / "best.ckpt"  # the model folder keeps its own copy, as before
+        best.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(result.best_checkpoint, best)
+        load_best_weights(module, best)
         project.export(cfg, module, paths, tmp)
-        mlflow.log_artifact(str(result.best_checkpoint), "checkpoints")
+        mlflow.log_artifact(str(best), "checkpoints")
         mlflow.log_metrics(
             {f"best/{select.name}": result.best_score, "train/seconds": result.seconds, "train/epochs": result.epochs}
         )
@@ -196,11 +245,13 @@ def train(project: Project, cfg: Config, paths: Paths) -> dict:
             "select_metric": select.name,
             "best_score": result.best_score,
             "epochs": result.epochs,
-            "seconds": result.seconds,
+            "seconds": result.seconds,  # with --resume: the resumed part only
+            "processes": result.processes,  # DDP world size (train.devices)
             "hparams": hparams,
             "data_version": version,
         }
         (tmp / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    shutil.rmtree(unfinished, ignore_errors=True)  # finished: nothing left to resume
     return info
 
 
@@ -245,11 +296,18 @@ def register(project: Project, cfg: Config, paths: Paths):
         return register_version(project, cfg, paths, spec, info, metrics, tmp)
 
 
-def run(project: Project, cfg: Config, stage: str, paths: Paths):
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+def ablate(project: Project, cfg: Config, paths: Paths):
+    from components.ablate import run_study
+
+    return run_study(project, cfg, paths)
+
+
+def run(project: Project, cfg: Config, stage: str, paths: Paths, **options):
+    """Run one stage; `options` are the stage's own keyword arguments (train: resume)."""
+    if stage not in (*STAGES, *STUDIES):
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join((*STAGES, *STUDIES))}")
     check_contract(project)
-    return globals()[stage](project, cfg, paths)
+    return globals()[stage](project, cfg, paths, **options)
 
 
-__all__ = ["STAGES", "Unsupported", "run", "data_version", *STAGES]
+__all__ = ["STAGES", "STUDIES", "Unsupported", "run", "data_version", *STAGES, *STUDIES]

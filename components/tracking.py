@@ -10,6 +10,8 @@ project, the profile, the stage and the data version.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import dataclasses
 import os
 import re
 import subprocess
@@ -121,4 +123,76 @@ def stage_run(
     with run:
         if log_params and not run_id:
             mlflow.log_params(flatten(cfg.raw))
-        yield run
+        mirror = WandbMirror(cfg.tracking.wandb_project, flatten(cfg.raw), stage) if cfg.tracking.wandb else None
+        token = _WANDB_MIRROR.set(mirror)
+        try:
+            yield run
+        finally:
+            _WANDB_MIRROR.reset(token)
+
+
+# ---- Weights & Biases, an optional mirror ----------------------------------------------------
+# MLflow stays the source of truth (registry, gate, serving); W&B only mirrors the metrics each Trainer
+# logs, for people who read their curves there. The Trainer (components.train.make_trainer) gets a
+# TrainConfig and a run id, not the whole Config: stage_run, which has the Config and opens the MLflow
+# run the Trainer logs to, publishes the choice in a context variable for the span of that run. That keeps
+# every project's and stage's signature unchanged, ends with the run (an env var would outlive it and
+# leak into the next stage or test in the same process), and a DDP child re-enters stage_run itself.
+
+
+@dataclasses.dataclass(frozen=True)
+class WandbMirror:
+    project: str  # the W&B project (tracking.wandb_project)
+    config: dict  # the stage's params, flattened and without secret-looking keys (what MLflow logged)
+    stage: str  # the stage name, the W&B job type (train, tune)
+
+
+_WANDB_MIRROR: contextvars.ContextVar[WandbMirror | None] = contextvars.ContextVar("scifolio_wandb", default=None)
+
+
+def wandb_mode() -> str:
+    """offline unless the environment says otherwise: nothing leaves the machine by default.
+
+    WANDB_MODE=online (with WANDB_API_KEY in the environment, read by wandb itself and never passed,
+    logged or stored by us) uploads; `wandb sync wandb/offline-run-*` uploads an offline run later.
+    """
+    return os.environ.get("WANDB_MODE") or "offline"
+
+
+def wandb_logger(run_id: str):
+    """Lightning's WandbLogger mirroring MLflow run `run_id`, or None when tracking.wandb is off.
+
+    wandb is imported here, only when asked for: it costs seconds at import and most runs never use it.
+    The W&B run carries the MLflow run id (config and tags), so each curve leads back to the run of record.
+    """
+    mirror = _WANDB_MIRROR.get()
+    if mirror is None:
+        return None
+    from lightning.pytorch.loggers import WandbLogger
+
+    class FinishingWandbLogger(WandbLogger):
+        """Ends its W&B run when the fit ends: Lightning's logger leaves it open, and the next Trainer in
+        this process (the next Optuna trial) would then append to it instead of starting its own."""
+
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            # Lightning always passes anonymous=None, which wandb (0.31, the locked one) answers with a deprecation
+            # warning on every run; dropping the key changes nothing else (None is wandb's default)
+            self._wandb_init.pop("anonymous", None)
+
+        def finalize(self, status: str) -> None:
+            super().finalize(status)
+            if self._experiment is not None:
+                self._experiment.finish(exit_code=0 if status == "success" else 1)
+                self._experiment = None
+
+    return FinishingWandbLogger(
+        project=mirror.project,
+        name=f"{mirror.stage}-{run_id[:8]}",
+        job_type=mirror.stage,
+        config={**mirror.config, "mlflow.run_id": run_id},
+        tags=[f"mlflow:{run_id}"],
+        mode=wandb_mode(),
+        log_model=False,  # checkpoints are MLflow artifacts; a second copy in W&B would be uploaded in online mode
+        save_dir=os.environ.get("WANDB_DIR") or ".",  # wandb then writes ./wandb/<run>, its usual place
+    )

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from components.config import PARAMS_FILE, ConfigError, load_config, quiet_environment
-from components.stages import STAGES
+from components.stages import STAGES, STUDIES
 from pipelines.registry import PROJECTS, get_project
 
 log = logging.getLogger("scifolio")
@@ -29,6 +29,7 @@ COMMANDS = ("serve", "monitor", "replay", "retrain", "app")  # on the deployed v
 # to all): dest -> (flag, the stages/commands that use it, the default). Given elsewhere, they are refused.
 SCOPED_OPTIONS: dict[str, tuple[str, tuple[str, ...], object]] = {
     "skip": ("--skip", ("all",), []),
+    "resume": ("--resume", ("train",), False),
     "port": ("--port", ("serve", "app"), None),  # None: serve 5050, app 7860 (DEFAULT_PORTS)
     "log_dir": ("--log-dir", ("serve", "monitor", "retrain"), None),
     "reports_dir": ("--reports-dir", ("monitor", "retrain", "replay"), Path("monitoring/reports")),
@@ -46,6 +47,7 @@ DEFAULT_PORTS = {"serve": 5050, "app": 7860}  # MLflow's scoring port convention
 EPILOG = f"""\
 projects: {", ".join(sorted(PROJECTS))}
 stages, in order (`all` runs them in one process): {" -> ".join(STAGES)}
+studies beside the chain: ablate (the named variants of <project>.ablations over N seeds, from prepared data)
 commands on the deployed version:
   serve    the registered champion over REST on 127.0.0.1 (--port, --log-dir)
   monitor  drift report of the champion's inference log (--version, --log-dir, --reports-dir)
@@ -119,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("project", choices=sorted(PROJECTS), help="the project (see below)")
     parser.add_argument(
         "stage",
-        choices=[*STAGES, "all", *COMMANDS],
+        choices=[*STAGES, "all", *STUDIES, *COMMANDS],
         help="a pipeline stage, `all` of them, or a command on the deployed version (see below)",
     )
     parser.add_argument(
@@ -145,6 +147,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of the stage folders")
     S = argparse.SUPPRESS  # scoped options: absent from the namespace unless given (defaults set afterwards)
     parser.add_argument("--skip", action="append", default=S, choices=STAGES, help="all: stages to skip")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        default=S,
+        help="train: continue an interrupted run from data/<project>/checkpoints/last.ckpt (none there: start over)",
+    )
     deployed = parser.add_argument_group("serve / monitor / replay / retrain / app")
     deployed.add_argument(
         "--port", type=_int_in(1, 65535), default=S, help="serve/app: port on 127.0.0.1 (default 5050; app 7860)"
@@ -215,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     for stage in todo:
         start = time.perf_counter()
         try:
-            stages.run(project, cfg, stage, paths)
+            stages.run(project, cfg, stage, paths, **({"resume": True} if args.resume else {}))
         except Unsupported as skipped:
             print(skipped, file=sys.stderr)
             continue

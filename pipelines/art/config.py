@@ -11,6 +11,7 @@ from typing import Literal
 
 from components.config import Invalid, MonitorConfig, RegisterConfig, TrainConfig, TuneConfig, bounded
 
+DIFFAUGMENT_OPS = ("color", "translation", "cutout")  # what gan.augment may list (stylegan.diff_augment)
 DSB_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"  # BBBC038 = DSB2018 stage 1 training set
 
 
@@ -32,6 +33,9 @@ class DataSection:
         4, ge=0, le=32
     )  # pHash Hamming distance at or below which two images are near-duplicates
     max_tiles_per_image: int = bounded(16, ge=1)  # caps one large image's weight in the training set
+    # training tiles drawn under a random one of the square's 8 symmetries (rotations, flips), for both models:
+    # microscopy has no up or left, so they are free data; false is the augmentation ablation (at load, no prepare)
+    symmetries: bool = True
     val_fraction: float = bounded(0.1, gt=0, lt=0.5)  # share of SOURCE IMAGES (all their tiles) for validation
     test_fraction: float = bounded(0.2, gt=0, lt=0.5)  # share of source images for test (when no test_dir)
     demo_fluorescence: int = bounded(24, ge=4)  # demo: fluorescence images written
@@ -61,6 +65,9 @@ class DiffusionSection:
     guidance: float = bounded(2.0, ge=0)  # classifier-free guidance scale by default (1: conditional, 0: unconditional)
     lr: float = bounded(2e-4, gt=0)  # AdamW (the UNet's own optimiser)
     ema: float = bounded(0.999, ge=0, lt=1)  # EMA of the UNet's weights, what is sampled from (0: off)
+    # class-conditional (the modality steers sampling, with guidance); false: every step trains the null class
+    # and sampling ignores the requested label and the guidance (the conditioning ablation)
+    conditional: bool = True
 
 
 @dataclasses.dataclass
@@ -74,8 +81,15 @@ class GanSection:
     r1_gamma: float = bounded(1.0, ge=0)  # R1 weight (StyleGAN2-ADA's small-data setting is 0.1-10)
     r1_every: int = bounded(4, ge=1)  # lazy regularisation: R1 every this many D steps, scaled up to match
     augment: str = "color,translation,cutout"  # DiffAugment policy ("" off): the small-data lifeline
+    # class-conditional G and projection D; false: both see one constant class, so the label steers nothing
+    conditional: bool = True
     mixing: float = bounded(0.9, ge=0, le=1)  # style-mixing probability during training
     truncation: float = bounded(1.0, ge=0, le=1)  # served samples: 1 = none; lower trades variety for fidelity
+
+    def check(self) -> None:  # a typo in a policy (or an ablation variant) fails at load, not after prepare
+        unknown = [op for op in (p.strip() for p in self.augment.split(",")) if op and op not in DIFFAUGMENT_OPS]
+        if unknown:
+            raise Invalid("augment", f"unknown DiffAugment op(s) {unknown}; choose from {', '.join(DIFFAUGMENT_OPS)}")
 
 
 @dataclasses.dataclass

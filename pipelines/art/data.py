@@ -274,7 +274,8 @@ def load_encoder(prepared: Path):
 
 class Tiles:
     """A split's tiles as a map-style dataset of (image in [-1, 1], label); training tiles flipped and rotated
-    at random (microscopy has no up or left: the 8 symmetries of the square are free data)."""
+    at random (microscopy has no up or left: the 8 symmetries of the square are free data) unless
+    `data.symmetries` is off (ArtData passes augment=False then: the augmentation ablation)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, augment: bool, seed: int):
         self.images, self.labels, self.augment = to_float(images), labels.astype(np.int64), augment
@@ -295,8 +296,9 @@ class Tiles:
 
 
 class ArtData(SplitLoaders):
-    def __init__(self, prepared: Path, batch_size: int, seed: int, num_workers: int = 0):
+    def __init__(self, prepared: Path, batch_size: int, seed: int, num_workers: int = 0, symmetries: bool = True):
         self.prepared, self.batch_size, self.seed, self.num_workers = Path(prepared), batch_size, seed, num_workers
+        self.symmetries = symmetries  # data.symmetries: training tiles randomly rotated / flipped
         self.meta = json.loads((self.prepared / "meta.json").read_text())
         self.splits = {s: np.load(self.prepared / f"{s}.npz") for s in SPLITS}
 
@@ -307,7 +309,7 @@ class ArtData(SplitLoaders):
         from torch.utils.data import DataLoader
 
         images, labels = self.arrays(split)
-        dataset = Tiles(images, labels, augment=train, seed=self.seed)
+        dataset = Tiles(images, labels, augment=train and self.symmetries, seed=self.seed)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

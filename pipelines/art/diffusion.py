@@ -17,6 +17,11 @@ SDEdit (Meng et al. 2022): a user's sketch is noised to an intermediate timestep
 keeps the sketch, 1 ignores it) and denoised from there: the layout of the drawing survives, the
 texture becomes that of the requested modality.
 
+Unconditional (`conditional=False`, the conditioning ablation): every training step sees the null class and
+every sampling call replaces the label by it, in one pass (guidance would mix the null prediction with
+itself). The flag is an attribute of the UNet (`build_unet`), so training, validation, serving and SDEdit
+all honour it without each call site passing it along.
+
 This is the model family of Stable Diffusion without its pretrained parts (VAE latent space, CLIP text
 encoder): those weights cannot be downloaded here, and at 64 px pixel space is cheap enough.
 """
@@ -28,8 +33,14 @@ from collections.abc import Sequence
 import torch
 
 
-def build_unet(size: int, n_classes: int, channels: Sequence[int], layers_per_block: int, attention: bool):
-    """A UNet2DModel for (3, size, size) images with a class embedding of n_classes + 1 (the null class)."""
+def build_unet(
+    size: int, n_classes: int, channels: Sequence[int], layers_per_block: int, attention: bool, conditional: bool = True
+):
+    """A UNet2DModel for (3, size, size) images with a class embedding of n_classes + 1 (the null class).
+
+    `conditional` is kept as a plain attribute (not diffusers config: it changes no weight), copied by deepcopy
+    into the EMA UNet and rebuilt by the pyfunc from model.json's architecture.
+    """
     from diffusers import UNet2DModel
 
     depth = len(channels)
@@ -41,7 +52,7 @@ def build_unet(size: int, n_classes: int, channels: Sequence[int], layers_per_bl
     up = ["UpBlock2D"] * depth
     if attention:  # at the lowest resolution only: attention is quadratic in pixels
         down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
-    return UNet2DModel(
+    unet = UNet2DModel(
         sample_size=size,
         in_channels=3,
         out_channels=3,
@@ -52,6 +63,12 @@ def build_unet(size: int, n_classes: int, channels: Sequence[int], layers_per_bl
         num_class_embeds=n_classes + 1,
         norm_num_groups=min(8, min(channels)),  # GroupNorm groups must divide every width
     )
+    unet.conditional = conditional
+    return unet
+
+
+def is_conditional(unet) -> bool:
+    return getattr(unet, "conditional", True)  # a UNet built before the switch is conditional
 
 
 def noise_scheduler(timesteps: int, schedule: str):
@@ -66,7 +83,7 @@ def training_loss(unet, scheduler, images: torch.Tensor, labels: torch.Tensor, n
     noise = torch.randn_like(images)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (images.shape[0],), device=images.device)
     noisy = scheduler.add_noise(images, noise, t)
-    drop = torch.rand(labels.shape, device=labels.device) < cond_drop
+    drop = torch.rand(labels.shape, device=labels.device) < (cond_drop if is_conditional(unet) else 1.0)
     labels = torch.where(drop, torch.full_like(labels, n_classes), labels)
     predicted = unet(noisy, t, class_labels=labels).sample
     return torch.nn.functional.mse_loss(predicted, noise)
@@ -88,6 +105,8 @@ def _ddim(scheduler_config, steps: int):
 
 
 def _guided_eps(unet, x, t, labels, n_classes: int, guidance: float) -> torch.Tensor:
+    if not is_conditional(unet):  # the null class is all it was trained on
+        labels, guidance = torch.full_like(labels, n_classes), 1.0
     if guidance == 1.0:  # plain conditional: one pass
         return unet(x, t, class_labels=labels).sample
     null = torch.full_like(labels, n_classes)

@@ -12,7 +12,9 @@ three optimisers (UNet; generator; discriminator) stepped in turn on every batch
 Model selection follows sample quality, not a loss: at every validation epoch the EMA UNet draws
 `val_samples` images per class with DDIM, and val/fid is their FID against the validation tiles in the
 feature space of the encoder prepare trained on the training tiles (quality.py). val/gan_fid is the
-GAN's, logged beside it. A grid of samples per class is logged to MLflow at every validation epoch.
+GAN's, logged beside it, with val/recognition and val/gan_recognition (the share of samples the encoder's
+modality head assigns to the requested class: what conditioning buys, read by the ablation study). A grid
+of samples per class is logged to MLflow at every validation epoch.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ class ArtModule(pl.LightningModule):
         return np.repeat(np.arange(self.nets.n_classes), counts)
 
     def on_validation_epoch_end(self) -> None:
-        from pipelines.art.quality import extract_features, fid_kid
+        from pipelines.art.quality import extract_features, fid_kid, recognition
 
         real = torch.cat(self.val_features)
         self.val_features = []
@@ -156,6 +158,9 @@ class ArtModule(pl.LightningModule):
         self.log("val/fid", float(scores["fid"]))
         self.log("val/kid", float(scores["kid"]))
         self.log("val/gan_fid", float(gan_scores["fid"]))
+        requested = torch.as_tensor(labels)
+        self.log("val/recognition", recognition(self.encoder(), images, requested))
+        self.log("val/gan_recognition", recognition(self.encoder(), gan_images, requested))
         self.log_grid(images, gan_images, labels)
 
     def log_grid(self, images, gan_images, labels) -> None:

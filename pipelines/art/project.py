@@ -86,7 +86,7 @@ class Art(MonitoringModule):
         from pipelines.art.data import ArtData
 
         train = cfg.project.train
-        return ArtData(paths.prepared, train.batch_size, cfg.seed, train.num_workers)
+        return ArtData(paths.prepared, train.batch_size, cfg.seed, train.num_workers, cfg.project.data.symmetries)
 
     # ---- model ------------------------------------------------------------------------------------
 
@@ -95,10 +95,12 @@ class Art(MonitoringModule):
         return {
             "size": size,
             "n_classes": 2,
-            "diffusion_cfg": {"channels": list(d.channels), "layers_per_block": d.layers_per_block, "attention": d.attention},
+            "diffusion_cfg": {"channels": list(d.channels), "layers_per_block": d.layers_per_block, "attention": d.attention,
+                              "conditional": d.conditional},
             "gan_cfg": {
-                "generator": {"z_dim": g.z_dim, "w_dim": g.w_dim, "mapping_layers": g.mapping_layers, "channels": g.g_channels},
-                "discriminator": {"channels": g.d_channels},
+                "generator": {"z_dim": g.z_dim, "w_dim": g.w_dim, "mapping_layers": g.mapping_layers, "channels": g.g_channels,
+                              "conditional": g.conditional},
+                "discriminator": {"channels": g.d_channels, "conditional": g.conditional},
             },
         }  # fmt: skip
 

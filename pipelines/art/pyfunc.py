@@ -11,6 +11,9 @@ the column and row):
   SDEdit (diffusion only; strength 0.05-1, default 0.6: how much of the drawing is re-imagined);
 - `mix_seed` + `crossover`: GAN style mixing: coarse styles (layout) from `seed`, fine styles (texture)
   from `mix_seed` from layer `crossover` on.
+A model trained unconditionally (`diffusion.conditional` / `gan.conditional` false, an ablation) accepts
+the same requests but ignores `label` (and, for diffusion, `guidance`): the same seed gives the same image
+for either modality, and the output's `label` column is only what was asked.
 Output, per image: `row` (the request row), `index` (k), `model`, `label`, `seed` (seed + k), `image`
 (base64 PNG) and the image statistics the monitor compares (pictures.image_stats). The inference log
 keeps the statistics, and of `image` only its size and hash (PyfuncSpec.log_omit).

@@ -175,10 +175,12 @@ class Generator(nn.Module):
         mapping_layers: int = 4,  # StyleGAN2 uses 8; 4 is what StyleGAN2-ADA found enough for small datasets
         channels: int = 128,  # channels at full resolution
         max_channels: int = 256,  # cap at low resolutions; 256 keeps a 64 px G around a few M parameters
+        conditional: bool = True,  # false: every label is read as class 0, so the class steers nothing (ablation)
     ):
         super().__init__()
         log2 = _check_size(size)
         self.size, self.z_dim, self.w_dim, self.n_classes = size, z_dim, w_dim, n_classes
+        self.conditional = conditional
         self.w_avg_beta = 0.995  # EMA decay of w_avg (StyleGAN2's value)
         self.embed = nn.Embedding(n_classes, w_dim)
         layers, in_f = [], z_dim + w_dim
@@ -202,6 +204,7 @@ class Generator(nn.Module):
         self.num_ws = len(self.convs) + 1  # convs use ws[0..n-1]; the last ToRGB uses ws[n]
 
     def mapping(self, z: Tensor, labels: Tensor, truncation: float = 1.0) -> Tensor:
+        labels = condition(labels, self.conditional)
         x = torch.cat([_normalize_2nd_moment(z), _normalize_2nd_moment(self.embed(labels))], dim=1)
         for layer in self.mapping_net:
             x = _lrelu(layer(x))
@@ -251,6 +254,12 @@ def mixing_ws(generator: Generator, z: Tensor, labels: Tensor, prob: float = 0.9
     return ws
 
 
+def condition(labels: Tensor, conditional: bool) -> Tensor:
+    """The labels a network reads: as given, or (unconditional) all class 0, whose embedding is then a constant
+    that carries no class (the weights keep their shape, so one loader serves both kinds)."""
+    return labels if conditional else torch.zeros_like(labels)
+
+
 # ---------------------------------------------------------------------------------------------- discriminator
 class DBlock(nn.Module):
     """Residual block: two 3x3 convs and a 2x downsample, plus a 1x1 skip; sum scaled by 1/sqrt(2) keeps variance."""
@@ -285,10 +294,11 @@ class Discriminator(nn.Module):
         n_classes: int = 2,
         channels: int = 64,  # channels at full resolution; half of G's: D overfits first on small data
         max_channels: int = 256,  # cap at low resolutions, matching G
+        conditional: bool = True,  # false: the projection sees class 0 only, a plain unconditional D (ablation)
     ):
         super().__init__()
         log2 = _check_size(size)
-        self.size, self.n_classes = size, n_classes
+        self.size, self.n_classes, self.conditional = size, n_classes, conditional
         ch = {2**i: _channels(2**i, size, channels, max_channels) for i in range(2, log2 + 1)}
         self.from_rgb = EqualConv2d(3, ch[size], 1)
         self.blocks = nn.Sequential(*[DBlock(ch[2**i], ch[2 ** (i - 1)]) for i in range(log2, 2, -1)])
@@ -298,6 +308,7 @@ class Discriminator(nn.Module):
         self.embed = nn.Embedding(n_classes, ch[4])  # projection: one vector per class, dotted with the features
 
     def forward(self, images: Tensor, labels: Tensor) -> Tensor:
+        labels = condition(labels, self.conditional)
         x = self.blocks(_lrelu(self.from_rgb(images)))
         x = _lrelu(self.conv(_minibatch_stddev(x)))
         h = _lrelu(self.fc(x.flatten(1)))

@@ -59,12 +59,18 @@ class ModelSection:
     dropout: float = bounded(0.3, ge=0, lt=1)  # PatchTST: encoder dropout
     head_dropout: float = bounded(0.0, ge=0, lt=1)  # PatchTST: flatten-head dropout
     revin: bool = True  # PatchTST: reversible instance normalisation
+    gate: Literal["none", "biological", "matched"] = "none"  # PatchTST: BiologicalAttention ablation; none = paper
+    channel_mixing: bool = False  # PatchTST: attention across channels after the encoder; False = paper
     kernel_size: int = bounded(25, ge=1)  # DLinear: moving-average window (odd, so the average is centred)
     individual: bool = False  # DLinear: one linear layer per channel
 
     def check(self) -> None:
         if self.name == "patchtst" and self.d_model % self.n_heads:
             raise Invalid("d_model", f"{self.d_model} is not divisible by n_heads ({self.n_heads})")
+        if self.name != "patchtst":  # an ablation the network cannot run would silently repeat the baseline
+            for key, default in (("gate", "none"), ("channel_mixing", False)):
+                if getattr(self, key) != default:
+                    raise Invalid(key, f"{getattr(self, key)!r} applies to patchtst only, not {self.name}")
         if self.name == "dlinear" and self.kernel_size % 2 == 0:
             raise Invalid("kernel_size", f"{self.kernel_size} is even; the moving average needs an odd window")
 

@@ -6,7 +6,9 @@ They are plain ``nn.Module``s; training lives in the LightningModule elsewhere.
 
 Contents, top to bottom:
   1. RevIN          reversible instance normalisation   (Kim et al., ICLR 2022)
-  2. PatchTST       patched channel-independent Transformer (Nie et al., ICLR 2023)
+  2. PatchTST       patched channel-independent Transformer (Nie et al., ICLR 2023), with two
+                    opt-in ablations: channel mixing, and the BiologicalAttention gate
+                    (components/gating.py) on the encoder output
   3. DLinear        trend/seasonal decomposition + 2 linears (Zeng et al., AAAI 2023)
   4. NLinear        last-value normalisation + 1 linear  (same paper)
   5. SeasonalNaive  repeat the last period; the baseline every model must beat
@@ -30,6 +32,7 @@ from components.arguments import check_bool as _check_bool
 from components.arguments import check_int as _check_int
 from components.arguments import check_prob as _check_prob
 from components.arguments import model_class
+from components.gating import GATES, build_gate
 
 __all__ = [
     "RevIN",
@@ -167,6 +170,29 @@ class EncoderLayer(nn.Module):
         return x
 
 
+class ChannelMixing(nn.Module):
+    """One attention step across the channels at each patch: the opt-in break of channel independence.
+
+    [B, C, N, D] -> same shape: for every patch n, the C channel tokens attend to each other (no
+    position code: channels are an unordered set of variables), residual + BatchNorm as in the encoder.
+    Independent of n_channels, so the same weights serve ETT's 7 channels and OPSD's 3; 4D^2 + 6D
+    parameters (1,120 at d_model 16). Placed after the encoder: each channel's series is encoded on its
+    own first, then one step lets the head of channel c read the other channels at the same moment.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.attn = MultiHeadSelfAttention(d_model, n_heads, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = BatchNormTokens(d_model)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        B, C, N, D = z.shape
+        t = z.transpose(1, 2).reshape(B * N, C, D)  # one sequence of C channel tokens per patch
+        t = self.norm(t + self.dropout(self.attn(t)))
+        return t.reshape(B, N, C, D).transpose(1, 2)
+
+
 class PatchTST(nn.Module):
     """PatchTST, supervised (Nie et al. 2023, "A Time Series is Worth 64 Words").
 
@@ -177,6 +203,14 @@ class PatchTST(nn.Module):
 
     Residual attention (the official `res_attention=True`, adding the previous layer's
     attention scores) is not implemented; it is a minor variant of the recipe.
+
+    Ablations (both off by default, and then the network and its state_dict are the paper's):
+      channel_mixing  ChannelMixing on the encoder output [B, C, N, D]: channel independence broken
+      gate            "biological" / "matched": components/gating.py on the encoder output, laid out
+                      [B, time = N patches, space = C channels, d_model]. The temporal gate pools over
+                      the channels, so a gated PatchTST is no longer strictly channel independent
+                      either: one scalar per patch is shared by all channels.
+    Order: encoder -> channel mixing -> gate -> flatten head.
     """
 
     def __init__(
@@ -194,6 +228,8 @@ class PatchTST(nn.Module):
         head_dropout: float = 0.0,  # 0 (official etth1.sh)
         revin: bool = True,  # instance normalisation on (paper, sec. 3.1)
         padding_patch: str | None = "end",  # "end": pad S copies of the last value -> one more patch (official)
+        gate: str = "none",  # "none": no gate, the paper's network; "biological" / "matched" for the ablation
+        channel_mixing: bool = False,  # False: channel independent, as the paper (its sec. 3.1 argues for it)
     ):
         super().__init__()
         for name, value in [
@@ -211,6 +247,9 @@ class PatchTST(nn.Module):
         _check_prob("dropout", dropout)
         _check_prob("head_dropout", head_dropout)
         _check_bool("revin", revin)
+        _check_bool("channel_mixing", channel_mixing)
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {list(GATES)}, got {gate!r}")
         if patch_len > seq_len:
             raise ValueError(f"patch_len ({patch_len}) must be <= seq_len ({seq_len})")
         if d_model % n_heads != 0:
@@ -237,6 +276,9 @@ class PatchTST(nn.Module):
         # (the direct multi-step forecast; no autoregressive error accumulation)
         self.head = nn.Linear(self.n_patches * d_model, pred_len)
         self.head_dropout = nn.Dropout(head_dropout)
+        # the ablations; None when off so the default state_dict (saved and served models) is unchanged
+        self.channel_mixer = ChannelMixing(d_model, n_heads, dropout) if channel_mixing else None
+        self.gate = build_gate(gate, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.seq_len, self.n_channels, "PatchTST")
@@ -251,6 +293,13 @@ class PatchTST(nn.Module):
         z = self.embed_dropout(self.patch_embed(z) + self.pos_embed)  # [B*C, n_patches, d_model]
         for layer in self.encoder:
             z = layer(z)
+        if self.channel_mixer is not None or self.gate is not None:
+            z = z.reshape(B, C, self.n_patches, self.d_model)
+            if self.channel_mixer is not None:
+                z = self.channel_mixer(z)
+            if self.gate is not None:  # the gate's layout is [batch, time, space, features]
+                z = self.gate(z.transpose(1, 2)).transpose(1, 2)
+            z = z.reshape(B * C, self.n_patches, self.d_model)
         z = self.head_dropout(self.head(z.flatten(start_dim=1)))  # [B*C, pred_len]
         y = z.reshape(B, C, self.pred_len).permute(0, 2, 1)  # [B, pred_len, C]
         if self.revin is not None:
@@ -406,6 +455,8 @@ MODEL_HPARAMS: dict[str, tuple[str, ...]] = {
         "head_dropout",
         "revin",
         "padding_patch",
+        "gate",
+        "channel_mixing",
     ),
     "dlinear": ("kernel_size", "individual"),
     "nlinear": (),

@@ -33,10 +33,11 @@ class Forecaster(SplitSteps, pl.LightningModule):
         x, y = batch
         pred = self(x)
         loss = F.mse_loss(pred, y)
-        # epoch means weighted by batch size: val/loss is exactly the MSE over every window
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        # epoch means weighted by batch size: val/loss is exactly the MSE over every window; under DDP each
+        # process sees a shard, so the epoch value is averaged across processes (a no-op on one process)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         if stage != "train":
-            self.log(f"{stage}/mae", F.l1_loss(pred, y), on_epoch=True, batch_size=len(x))
+            self.log(f"{stage}/mae", F.l1_loss(pred, y), on_epoch=True, batch_size=len(x), sync_dist=True)
         return loss
 
     def predict_step(self, batch, batch_idx):

@@ -51,6 +51,13 @@ class ModelSection:
     heads: int = bounded(4, ge=1)  # scratch: attention heads (must divide hidden)
     max_len: int = bounded(128, ge=8, le=512)  # tokens per sequence, specials included (roles: the whole abstract)
     pooling: Literal["mean", "cls"] = "mean"  # text vector: mean of the token states (mask-aware) or [CLS]
+    # roles: what a sentence's [SEP] read-out may see. abstract: the whole abstract (Cohan et al.: neighbours and
+    # position); position: its own words at its place in the abstract (attention blocked to the sentence);
+    # sentence: its words alone, `[CLS] s [SEP]`. The ablation of context, derived at load: no new prepare
+    context: Literal["abstract", "position", "sentence"] = "abstract"
+    # train only the head on fixed encoder features (encoder in eval mode, no gradient): the frozen-vs-fine-tuned
+    # ablation; off by default because fine-tuning the whole encoder is what every published number does
+    freeze_encoder: bool = False
     dropout: float = bounded(0.1, ge=0, lt=1)  # dropout before the classification head (and inside scratch BERT)
     dapt_epochs: int = bounded(0, ge=0)  # masked-LM epochs on the train texts before fine-tuning (0: none)
     dapt_corpus: str = ""  # optional text file (one passage a line) added to the masked-LM texts

@@ -334,6 +334,20 @@ def encode_abstracts(tokenizer, texts: list[str], groups: list[str], max_len: in
     return out_ids, out_mask, out_row
 
 
+def context_groups(groups: list[str], context: str) -> list[str]:
+    """The groups `encode_abstracts` joins into one sequence: the abstracts, or (`context: sentence`) each row alone.
+
+    Alone, a sentence becomes `[CLS] s [SEP]` with its prediction read at that [SEP] by the same network: what
+    it loses is exactly the other sentences of its abstract and its place among them (the roles ablation).
+    `position` keeps the abstracts whole: the network hides the neighbours' words (models.sentence_blocks).
+    """
+    if context in ("abstract", "position"):
+        return list(groups)
+    if context == "sentence":
+        return [str(i) for i in range(len(groups))]
+    raise ValueError(f"literature.model.context {context!r} is not abstract, position or sentence")
+
+
 def encode_rows(task: TaskSpec, tokenizer, texts, groups, y, max_len: int, pad_id: int) -> dict:
     """The tensors of one split: input_ids, attention_mask, y (per sequence position for roles), y_rows, row."""
     import torch
@@ -407,7 +421,7 @@ class LiteratureData(SplitLoaders):
     evaluate and register, which only read the splits, start without importing Lightning (4-6 s here).
     """
 
-    def __init__(self, prepared: Path, batch_size: int, num_workers: int = 0) -> None:
+    def __init__(self, prepared: Path, batch_size: int, num_workers: int = 0, context: str = "abstract") -> None:
         import torch
 
         self.prepared = Path(prepared)
@@ -417,9 +431,44 @@ class LiteratureData(SplitLoaders):
         self.labels = self.meta["labels"]
         self.vocab_size = self.meta["vocab_size"]
         self.sequential = self.meta.get("sequential", False)
+        # prepare encodes whole abstracts; any other context is derived here, so a variant needs no new prepare
+        self.context = context if self.sequential else "abstract"
+        if self.context == "sentence":
+            self.encoded = self.encode_in_context(self.context)
         for split in SPLITS:
             if split not in self.encoded or len(self.encoded[split]["y_rows"]) == 0:
                 raise ValueError(f"{prepared}: the {split} split is empty")
+
+    @property
+    def sep_id(self) -> int:
+        """The tokenizer's [SEP] id: where `context: position` cuts the abstract into sentences."""
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(self.prepared / "tokenizer.json")).token_to_id("[SEP]")
+
+    def encode_in_context(self, context: str) -> dict:
+        """Every split re-encoded from texts.parquet with the saved tokenizer, sentences grouped by `context`.
+
+        The rows keep prepare's order (texts.parquet is written split by split in the order encoded.pt holds),
+        so `row` and `y_rows` index the same sentences as before.
+        """
+        import pandas as pd
+        import torch
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.prepared / "tokenizer.json"))
+        frame = pd.read_parquet(self.prepared / "texts.parquet", columns=["text", "split", "group", "y"])
+        max_len, pad_id = self.meta["max_len"], self.meta["pad_id"]
+        encoded = {}
+        for split in self.encoded:
+            part = frame[frame["split"] == split]
+            groups = context_groups(part["group"].tolist(), context)
+            ids, mask, row = encode_abstracts(tokenizer, part["text"].tolist(), groups, max_len, pad_id)
+            y_rows = torch.as_tensor(part["y"].tolist(), dtype=torch.long)
+            y_tok = torch.full_like(row, IGNORE)
+            y_tok[row >= 0] = y_rows[row[row >= 0]]
+            encoded[split] = {"input_ids": ids, "attention_mask": mask, "y": y_tok, "y_rows": y_rows, "row": row}
+        return encoded
 
     def texts(self, split: str) -> list[str]:
         import pandas as pd

@@ -6,7 +6,7 @@ WordPiece tokenizer trained on train texts); `pretrained` loads a local folder w
 config + a state_dict, rebuilt with `AutoModel.from_config`, so serving needs no pretrained folder.
 
 `domain_adapt` continues masked-LM training of the encoder on the task's texts before fine-tuning
-(`model.dapt_epochs`).
+(`model.dapt_epochs`); `freeze_encoder` then optionally fixes it, so that only the head is trained.
 """
 
 from __future__ import annotations
@@ -17,7 +17,31 @@ import torch
 from torch import nn
 
 
-class SentenceClassifier(nn.Module):
+class EncoderHead(nn.Module):
+    """What both networks share: an encoder, and the option to freeze it (`freeze_encoder`).
+
+    A frozen encoder stays in eval mode whatever `train()` is called with (Lightning calls it every epoch):
+    its dropout would otherwise make the "fixed" features a different random draw at every step.
+    """
+
+    frozen = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()
+        return self
+
+
+def freeze_encoder(net: EncoderHead) -> EncoderHead:
+    """No gradient into the encoder and no dropout inside it: only the head (and its dropout) is trained."""
+    net.frozen = True
+    net.encoder.requires_grad_(False)
+    net.encoder.eval()
+    return net
+
+
+class SentenceClassifier(EncoderHead):
     """One text -> one label: masked mean of the token states (or [CLS]), dropout, linear."""
 
     sequential = False
@@ -46,7 +70,7 @@ def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
 CitationClassifier = SentenceClassifier  # the first slice's name
 
 
-class SequentialSentenceClassifier(nn.Module):
+class SequentialSentenceClassifier(EncoderHead):
     """Cohan et al. 2019: the abstract is one sequence; a linear head on every position's state.
 
     Logits come out for every position [B, L, n_labels]; a sentence's prediction is the one at its [SEP]
@@ -56,20 +80,46 @@ class SequentialSentenceClassifier(nn.Module):
 
     sequential = True
 
-    def __init__(self, encoder: nn.Module, n_labels: int, dropout: float) -> None:
+    def __init__(self, encoder: nn.Module, n_labels: int, dropout: float, sep_id: int | None = None) -> None:
         super().__init__()
         self.encoder, self.n_labels = encoder, n_labels
+        self.sep_id = sep_id  # set (`context: position`): each sentence attends to its own tokens only
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, n_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.sep_id is not None:
+            attention_mask = sentence_blocks(input_ids, attention_mask, self.sep_id)
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.head(self.dropout(hidden))
 
 
-def classifier(encoder: nn.Module, n_labels: int, dropout: float, sequential: bool, pooling: str = "mean"):
+def sentence_blocks(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_id: int) -> torch.Tensor:
+    """(B, 1, L, L) bool attention: a token sees the tokens of its own sentence only ([CLS] joins the first).
+
+    The abstract stays one sequence, so every token keeps its position embedding (where the sentence sits),
+    while no state mixes in a neighbour's words: the `position` arm of the context ablation. Sentence k is
+    the tokens after the k-th [SEP] up to and including the next one. The diagonal is always open, so a
+    padding row still attends somewhere (an all-closed row would give NaN, even where no loss is read).
+    """
+    is_sep = input_ids == sep_id
+    sentence = is_sep.long().cumsum(1) - is_sep.long()  # a [SEP] closes its own sentence
+    same = sentence.unsqueeze(2) == sentence.unsqueeze(1)
+    blocks = same & attention_mask.bool().unsqueeze(1)
+    blocks |= torch.eye(input_ids.shape[1], dtype=torch.bool, device=input_ids.device)
+    return blocks.unsqueeze(1)
+
+
+def classifier(
+    encoder: nn.Module,
+    n_labels: int,
+    dropout: float,
+    sequential: bool,
+    pooling: str = "mean",
+    sep_id: int | None = None,  # roles with `context: position` only: the [SEP] that bounds a sentence
+):
     if sequential:
-        return SequentialSentenceClassifier(encoder, n_labels, dropout)
+        return SequentialSentenceClassifier(encoder, n_labels, dropout, sep_id)
     return SentenceClassifier(encoder, n_labels, dropout, pooling)
 
 

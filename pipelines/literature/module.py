@@ -46,7 +46,9 @@ class LiteratureModule(SplitSteps, pl.LightningModule):
         self.log("val/macro_f1", float(score))
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+        # only what is trained (a frozen encoder has requires_grad off): AdamW keeps no moments for fixed weights
+        trained = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.AdamW(trained, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
 
 
 CitationModule = LiteratureModule  # the first slice's name

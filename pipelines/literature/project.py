@@ -79,20 +79,24 @@ class Literature(MonitoringModule):
         from pipelines.literature.data import LiteratureData
 
         t = cfg.project.train
-        return LiteratureData(paths.prepared, t.batch_size, t.num_workers)
+        return LiteratureData(paths.prepared, t.batch_size, t.num_workers, context=cfg.project.model.context)
 
     # ---- model ------------------------------------------------------------------------------------
 
     def build_module(self, cfg, datamodule, hparams: dict):
-        """The task's network (pooled head, or a head at every [SEP] for roles), after optional masked-LM DAPT."""
-        from pipelines.literature.models import build_encoder, classifier
+        """The task's network (pooled head, or a head at every [SEP] for roles), after optional masked-LM DAPT,
+        with the encoder optionally frozen (`model.freeze_encoder`: after DAPT, so DAPT + frozen is a variant too)."""
+        from pipelines.literature.models import build_encoder, classifier, freeze_encoder
         from pipelines.literature.module import LiteratureModule
 
         section = cfg.project
         model = dataclasses.replace(section.model, **{k: v for k, v in hparams.items() if k not in OPTIMISER_KEYS})
         encoder = build_encoder(model, datamodule.vocab_size, datamodule.meta["pad_id"])
         dapt = self.domain_adapt(cfg, model, encoder, datamodule) if model.dapt_epochs else []
-        net = classifier(encoder, len(datamodule.labels), model.dropout, datamodule.sequential, model.pooling)
+        sep_id = datamodule.sep_id if datamodule.context == "position" else None
+        net = classifier(encoder, len(datamodule.labels), model.dropout, datamodule.sequential, model.pooling, sep_id)
+        if model.freeze_encoder:
+            freeze_encoder(net)
         return LiteratureModule(
             net,
             {
@@ -104,6 +108,8 @@ class Literature(MonitoringModule):
                 "task": section.task,
                 "dapt_epochs": model.dapt_epochs,
                 "dapt_losses": dapt,
+                "context": datamodule.context,  # what the served model must group by (roles)
+                "freeze_encoder": model.freeze_encoder,
             },
         )
 
@@ -165,6 +171,9 @@ class Literature(MonitoringModule):
             "dropout": module.hparams["dropout"],
             "pooling": module.hparams["pooling"],
             "dapt_epochs": module.hparams.get("dapt_epochs", 0),
+            "context": module.hparams.get("context", "abstract"),
+            "sep_id": getattr(module.net, "sep_id", None),  # context position: where sentences are cut
+            "freeze_encoder": module.hparams.get("freeze_encoder", False),
         }
         (out / "model.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         torch.save(module.net.state_dict(), out / "weights.pt")

@@ -3,7 +3,8 @@
 Input: one row per text, column `text` (a non-blank string of at most `max_chars` characters; anything
 else is refused with `TextInputError` naming the column and row). Roles also reads an optional
 `abstract_id` column: the rows of one abstract, in order, are classified together (absent: all rows are
-one abstract). Output: `label` and `p_<label>` for each class. Texts are tokenized with the tokenizer
+one abstract; a model trained with `model.context: sentence` reads every row alone and ignores it, one
+trained with `position` reads each row's own words at its place in the abstract). Output: `label` and `p_<label>` for each class. Texts are tokenized with the tokenizer
 saved at prepare (WordPiece trained on train texts, or the pretrained encoder's own).
 """
 
@@ -42,6 +43,7 @@ def load_net(model_config: dict, weights: str):
         0.0,
         model_config.get("sequential", False),
         model_config.get("pooling", "mean"),
+        model_config.get("sep_id"),
     )
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return net.eval()
@@ -86,13 +88,14 @@ class LiteratureModel(mlflow.pyfunc.PythonModel):
         return [str(v) for v in ids]
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        from pipelines.literature.data import encode, encode_abstracts
+        from pipelines.literature.data import context_groups, encode, encode_abstracts
         from pipelines.literature.models import predict_rows
 
         texts = self.check(model_input)
         max_len, pad_id = self.config["max_len"], self.config["pad_id"]
-        if self.sequential:
-            ids, mask, row = encode_abstracts(self.tokenizer, texts, self.abstracts(model_input), max_len, pad_id)
+        if self.sequential:  # grouped as in training: by abstract, or each sentence alone
+            groups = context_groups(self.abstracts(model_input), self.config.get("context", "abstract"))
+            ids, mask, row = encode_abstracts(self.tokenizer, texts, groups, max_len, pad_id)
             proba = predict_rows(self.net, ids, mask, row, n_rows=len(texts))
         else:
             ids, mask = encode(self.tokenizer, texts, max_len, pad_id)

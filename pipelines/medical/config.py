@@ -44,10 +44,17 @@ class ModelSection:
     n_text_layers: int = bounded(2, ge=1)  # multimodal: text transformer layers
     dropout: float = bounded(0.1, ge=0, lt=1)  # multimodal: dropout
     pretrained_path: str = ""  # local DenseNet121 weights (never downloaded); "" = random init
+    gate: Literal["none", "biological", "matched"] = "none"  # multimodal: BiologicalAttention ablation; none = off
+    text: bool = True  # multimodal: read the metadata text branch; False = the text-off ablation
+    spatial_attention: bool = True  # multimodal: the softmax spatial attention gate; False = its ablation
 
     def check(self) -> None:
         if self.name == "multimodal" and self.d_model % self.n_heads:
             raise Invalid("d_model", f"{self.d_model} is not divisible by n_heads ({self.n_heads})")
+        if self.name != "multimodal":  # an ablation the network cannot run would silently repeat the baseline
+            for key, default in (("gate", "none"), ("text", True), ("spatial_attention", True)):
+                if getattr(self, key) != default:
+                    raise Invalid(key, f"{getattr(self, key)!r} applies to multimodal only, not {self.name}")
 
 
 @dataclasses.dataclass

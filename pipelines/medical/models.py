@@ -10,7 +10,9 @@ Contents, top to bottom:
   1. load_densenet_weights  a local state_dict -> MONAI DenseNet121 (ours, torchvision, CheXNet)
   2. DenseNet121Baseline    CheXNet's network (Rajpurkar et al. 2017), image only
   3. MultiModalMedicalNet   DenseNet121 features + spatial attention gate, a text Transformer,
-                            image-to-text cross-attention, attention pooling, MLP head
+                            image-to-text cross-attention, attention pooling, MLP head; ablations:
+                            BiologicalAttention on the feature map (components/gating.py), text
+                            branch off, spatial attention gate off
   4. build_model            name + hyper-parameters -> module, refusing anything unknown
   5. embedding              the penultimate representation (for embedding-drift monitoring)
 
@@ -31,9 +33,11 @@ import torch
 import torch.nn as nn
 from monai.networks.nets import DenseNet121
 
+from components.arguments import check_bool as _check_bool
 from components.arguments import check_int as _check_int
 from components.arguments import check_prob as _check_prob
 from components.arguments import model_class
+from components.gating import GATES, build_gate
 
 __all__ = [
     "load_densenet_weights",
@@ -246,6 +250,17 @@ class MultiModalMedicalNet(nn.Module):
 
     A row whose tokens are all padding (no text) masks nothing: its image tokens then attend to
     the padding embeddings, a learned "no text" context, instead of to an empty set (NaN).
+
+    Ablations (defaults: the network above, with an unchanged state_dict):
+      gate="biological" | "matched"  components/gating.py on the ReLU'd feature map, before the
+            spatial attention gate, laid out [B, time = 1, space = h*w positions, 1024 channels].
+            The model reads one film per sample, so the temporal axis has length 1 and the temporal
+            gate is one learned scalar per film (a function of its pooled features): a global gain.
+      text=False  no text branch at all (no token embedding, text encoder, cross-attention or
+            [CLS] read-out); tokens are accepted and ignored, the head reads the pooled image only
+      spatial_attention=False  no softmax spatial attention gate (`spatial_attn`): every position
+            keeps weight 1 and `last_attention` stays None. Attention pooling of the image tokens
+            (`pool_score`, which the head needs to reduce h*w tokens to one vector) remains.
     """
 
     # the ReLU on the backbone's last feature map, before the gate (same layer as the baseline's)
@@ -264,6 +279,9 @@ class MultiModalMedicalNet(nn.Module):
         dropout: float = 0.1,  # BERT's dropout, on embeddings, attention and the head
         image_backbone: str = "densenet121",  # only DenseNet121: the baseline's network, so weights transfer
         pretrained_path: str | Path | None = None,  # a local DenseNet-121 state_dict for the backbone
+        gate: str = "none",  # "none": no BiologicalAttention; "biological" / "matched" for the ablation
+        text: bool = True,  # True: the text branch is read (the model's point); False for the ablation
+        spatial_attention: bool = True,  # True: the softmax spatial attention gate; False for the ablation
     ):
         super().__init__()
         for name, value in [
@@ -278,12 +296,17 @@ class MultiModalMedicalNet(nn.Module):
         _check_int("max_len", max_len, minimum=2)  # room for [CLS] and [SEP]
         _check_prob("dropout", dropout)
         _check_path("pretrained_path", pretrained_path)
+        _check_bool("text", text)
+        _check_bool("spatial_attention", spatial_attention)
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {list(GATES)}, got {gate!r}")
         if d_model % n_heads != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         if image_backbone != "densenet121":
             raise ValueError(f"unknown image_backbone {image_backbone!r}; valid: ['densenet121']")
         self.n_findings, self.in_channels, self.vocab_size = n_findings, in_channels, vocab_size
         self.d_model, self.max_len = d_model, max_len
+        self.text = text
 
         # image branch: DenseNet121 without its classifier, so baseline / CheXNet weights load as is
         densenet = DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=n_findings)
@@ -294,7 +317,12 @@ class MultiModalMedicalNet(nn.Module):
         # DenseNet's features end at a BatchNorm (norm5); its classifier applies this ReLU first.
         # Not in-place: GradCAM's backward hook sits on it.
         self.features_relu = nn.ReLU()
-        self.spatial_attn = nn.Conv2d(n_feat, 1, kernel_size=1)  # one relevance score per position
+        # the ablations' modules exist only when on, so a default model's state_dict is unchanged
+        self.gate = build_gate(gate, n_feat)  # BiologicalAttention (or its control) on the feature map
+        if spatial_attention:
+            self.spatial_attn = nn.Conv2d(n_feat, 1, kernel_size=1)  # one relevance score per position
+        else:
+            self.spatial_attn = None
         self.img_proj = nn.Linear(n_feat, d_model)  # one d_model token per position
         # factorised learned 2-D position embedding (DETR-style row + column tables): any grid <= 32x32
         self.row_embed = nn.Parameter(torch.randn(MAX_GRID, d_model) * 0.02)
@@ -302,7 +330,23 @@ class MultiModalMedicalNet(nn.Module):
         self.img_norm = nn.LayerNorm(d_model)  # post-ReLU features are large and positive: rescale before mixing
         self.last_attention: torch.Tensor | None = None  # [B, h, w] gate of the last forward, for the app
 
-        # text branch: padding_idx keeps [PAD]'s embedding at zero and out of the gradient
+        # text branch (built in the original order, so a default model's initialisation is unchanged;
+        # with text=False it does not exist: no attribute, no weights)
+        if text:
+            self._build_text(vocab_size, d_model, n_heads, n_text_layers, max_len, dropout)
+        self.pool_score = nn.Linear(d_model, 1)  # attention pooling: a learned relevance per image token
+        self.head_hidden = nn.Sequential(  # [pooled image ; text CLS] (or the pooled image) -> penultimate
+            nn.Linear((2 if text else 1) * d_model, d_model),
+            nn.GELU(),
+            nn.Dropout(dropout),
+        )
+        self.head_out = nn.Linear(d_model, n_findings)
+
+    def _build_text(
+        self, vocab_size: int, d_model: int, n_heads: int, n_text_layers: int, max_len: int, dropout: float
+    ):
+        """The text encoder and the fusion that reads it."""
+        # padding_idx keeps [PAD]'s embedding at zero and out of the gradient
         self.tok_embed = nn.Embedding(vocab_size, d_model, padding_idx=0)
         self.pos_embed = nn.Parameter(torch.randn(max_len, d_model) * 0.02)  # learned, BERT-style
         self.text_dropout = nn.Dropout(dropout)
@@ -324,13 +368,6 @@ class MultiModalMedicalNet(nn.Module):
         self.cross_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
         self.fusion_dropout = nn.Dropout(dropout)
         self.fusion_norm = nn.LayerNorm(d_model)
-        self.pool_score = nn.Linear(d_model, 1)  # attention pooling: a learned relevance per image token
-        self.head_hidden = nn.Sequential(  # [pooled image ; text CLS] -> the penultimate representation
-            nn.Linear(2 * d_model, d_model),
-            nn.GELU(),
-            nn.Dropout(dropout),
-        )
-        self.head_out = nn.Linear(d_model, n_findings)
 
     # -- branches, public so explain.py can run them separately (image once, text many times)
 
@@ -344,16 +381,23 @@ class MultiModalMedicalNet(nn.Module):
                 f"feature grid {h}x{w} exceeds {MAX_GRID}x{MAX_GRID}: "
                 f"images up to {MAX_GRID * DENSENET_STRIDE} px per side"
             )
-        attn = torch.softmax(self.spatial_attn(f).flatten(1), dim=1)  # [B, h*w], sums to 1 per image
-        self.last_attention = attn.detach().view(B, h, w)
-        # scaled by h*w so a uniform map is the identity: the gate re-weights, it does not shrink
-        f = f * (attn * (h * w)).view(B, 1, h, w)
+        if self.gate is not None:
+            # [B, 1024, h, w] -> [B, time = 1 film, space = h*w positions, 1024 features] and back
+            g = self.gate(f.flatten(2).transpose(1, 2).unsqueeze(1))
+            f = g.squeeze(1).transpose(1, 2).reshape(f.shape)
+        if self.spatial_attn is not None:
+            attn = torch.softmax(self.spatial_attn(f).flatten(1), dim=1)  # [B, h*w], sums to 1 per image
+            self.last_attention = attn.detach().view(B, h, w)
+            # scaled by h*w so a uniform map is the identity: the gate re-weights, it does not shrink
+            f = f * (attn * (h * w)).view(B, 1, h, w)
         x = self.img_proj(f.flatten(2).transpose(1, 2))  # [B, h*w, d_model]
         pos = (self.row_embed[:h, None, :] + self.col_embed[None, :w, :]).reshape(h * w, -1)
         return self.img_norm(x + pos)
 
     def encode_text(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, T] ids -> (text tokens [B, T, d_model], key padding mask [B, T], True = ignore)."""
+        if not self.text:
+            raise ValueError("this MultiModalMedicalNet was built with text=False: it has no text branch")
         if tokens.ndim != 2 or tokens.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"tokens must be integer ids of shape [batch, T], got {tokens.dtype} {list(tokens.shape)}")
         T = tokens.shape[1]
@@ -366,12 +410,17 @@ class MultiModalMedicalNet(nn.Module):
         x = self.text_dropout(self.tok_embed(tokens) + self.pos_embed[:T])
         return self.text_encoder(x, src_key_padding_mask=pad), pad
 
-    def fuse(self, img: torch.Tensor, text: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        """Image tokens, text tokens, padding mask -> the penultimate representation [B, d_model]."""
-        attended, _ = self.cross_attn(img, text, text, key_padding_mask=pad, need_weights=False)
-        img = self.fusion_norm(img + self.fusion_dropout(attended))  # residual: the image stays the base
+    def fuse(self, img: torch.Tensor, text: torch.Tensor | None, pad: torch.Tensor | None) -> torch.Tensor:
+        """Image tokens, text tokens, padding mask -> the penultimate representation [B, d_model].
+
+        With text=False, `text` and `pad` are None: no cross-attention, the head reads the pooled image."""
+        if self.text:
+            attended, _ = self.cross_attn(img, text, text, key_padding_mask=pad, need_weights=False)
+            img = self.fusion_norm(img + self.fusion_dropout(attended))  # residual: the image stays the base
         weights = torch.softmax(self.pool_score(img).squeeze(-1), dim=1)  # [B, h*w]
         pooled = (weights.unsqueeze(-1) * img).sum(dim=1)
+        if not self.text:
+            return self.head_hidden(pooled)
         # text[:, 0] is the [CLS] position: the encoder's summary of the text
         return self.head_hidden(torch.cat([pooled, text[:, 0]], dim=1))
 
@@ -380,7 +429,7 @@ class MultiModalMedicalNet(nn.Module):
             tokens = torch.zeros(image.shape[0], 1, dtype=torch.long, device=image.device)
         if tokens.shape[0] != image.shape[0]:
             raise ValueError(f"image batch {image.shape[0]} and tokens batch {tokens.shape[0]} differ")
-        text, pad = self.encode_text(tokens)
+        text, pad = self.encode_text(tokens) if self.text else (None, None)  # text=False: tokens ignored
         return self.fuse(self.encode_image(image), text, pad)
 
     def forward(self, image: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
@@ -408,6 +457,9 @@ MODEL_HPARAMS: dict[str, tuple[str, ...]] = {
         "dropout",
         "image_backbone",
         "pretrained_path",
+        "gate",
+        "text",
+        "spatial_attention",
     ),
 }
 

@@ -11,6 +11,8 @@ from typing import Literal
 
 from components.config import Invalid, MonitorConfig, RegisterConfig, TrainConfig, TuneConfig, bounded
 
+EDGE_TYPES = ("sequence", "spatial")  # model.edges: what contacts.ContactNet can pass messages over
+
 
 @dataclasses.dataclass
 class DataSection:
@@ -53,7 +55,12 @@ class ModelSection:
     hidden: int = bounded(64, ge=8)  # residue embedding size
     layers: int = bounded(3, ge=1)  # TransformerConv rounds over the sequence graph
     heads: int = bounded(4, ge=1)  # attention heads (must divide hidden)
-    window: int = bounded(8, ge=1)  # sequence-graph edges join residues at most this far apart
+    window: int = bounded(8, ge=1)  # sequence-graph edges join residues at most this far apart (rebuilt at load)
+    # which edges the message passing runs over (contacts.ContactNet): "sequence" (residues within `window`), and/or
+    # "spatial" (each residue's `spatial_k` most likely contacts in the distogram a first pass predicted: the
+    # true structure is not an input at inference). Sequence alone is today's network and the cheapest.
+    edges: list[str] = dataclasses.field(default_factory=lambda: ["sequence"])
+    spatial_k: int = bounded(16, ge=1)  # spatial edges per residue: the first shell of packed residues (egnn's k)
     channels: int = bounded(32, ge=4)  # pair-map channels of the 2-D head
     blocks: int = bounded(4, ge=1)  # dilated residual blocks of the 2-D head
     dropout: float = bounded(0.1, ge=0, lt=1)
@@ -62,6 +69,8 @@ class ModelSection:
     def check(self) -> None:
         if self.hidden % self.heads:
             raise Invalid("hidden", f"{self.hidden} is not divisible by heads ({self.heads})")
+        if not self.edges or len(set(self.edges)) != len(self.edges) or set(self.edges) - set(EDGE_TYPES):
+            raise Invalid("edges", f"{self.edges} is not a non-empty list of distinct {' / '.join(EDGE_TYPES)}")
 
 
 @dataclasses.dataclass

@@ -13,6 +13,18 @@ below 8 Å (geometry.contact_probability).
    lines: helices pack along diagonals, strands pair along anti-diagonals), then a linear layer to the bins;
    the logits are symmetrised since d(i, j) = d(j, i).
 No MSA, no pretrained language model: this is what ~200 chains can teach (see README's benchmark).
+
+Edge types (`edges`, the ablation of issue 12). The structure is not an input here, so spatial neighbours
+cannot be read from coordinates as refinement does (egnn.py, graph.structure_graph): using the native's
+would leak the answer at training and be impossible at inference. They are *predicted* instead:
+- "sequence": the default and the only graph of one pass: residues within `window` positions;
+- "spatial": a second pass of the same (weight-tied) encoder and head, over each residue's `spatial_k` most
+  likely contacts in the first pass's distogram (chosen without gradient: neighbour choice is discrete), every
+  edge carrying its signed separation like a sequence edge;
+- both: the second pass sees the union. With "spatial" alone the first pass has no edges at all (each residue
+  sees only itself and its chain position), so what it predicts comes from the pair head alone.
+Every variant has the same parameters; only the graphs differ. The first pass's distogram is trained too
+(module.py averages the loss over `passes`), else its contacts would be untrained guesses.
 """
 
 from __future__ import annotations
@@ -20,7 +32,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipelines.protein.geometry import N_DISTOGRAM_BINS
+from pipelines.protein.config import EDGE_TYPES
+from pipelines.protein.geometry import CONTACT_ANGSTROM, DISTOGRAM_EDGES, N_DISTOGRAM_BINS
 
 MAX_SEPARATION = 32  # separations beyond this share one embedding: the map is translation-invariant far away
 
@@ -80,6 +93,23 @@ class PairHead(nn.Module):
         return (logits + logits.transpose(0, 1)) / 2
 
 
+def predicted_neighbours(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """(2, L*k') edges to each residue from its k' = min(k, L-1) most likely contacts in (L, L, bins) logits.
+
+    The predicted counterpart of graph.knn_edges (same layout: row 0 source, row 1 target), ranked by
+    P(d < 8 Å), the mass of the distogram bins below the contact threshold (geometry.contact_probability).
+    """
+    below = torch.zeros(N_DISTOGRAM_BINS, dtype=torch.bool, device=logits.device)
+    below[1:] = torch.as_tensor(DISTOGRAM_EDGES[1:] <= CONTACT_ANGSTROM, device=logits.device)
+    scores = torch.softmax(logits.float(), -1)[..., below].sum(-1)
+    scores.fill_diagonal_(-1.0)  # no self loops
+    length = scores.shape[0]
+    k = min(k, length - 1)
+    neighbours = scores.topk(k, dim=1).indices  # (L, k): row i holds i's likeliest partners
+    target = torch.arange(length, device=logits.device).repeat_interleave(k)
+    return torch.stack([neighbours.reshape(-1), target])
+
+
 class ContactNet(nn.Module):
     """Sequence graph -> (L, L, 37) distogram logits, one chain at a time (pair maps differ in size)."""
 
@@ -91,16 +121,53 @@ class ContactNet(nn.Module):
         channels: int = 32,
         blocks: int = 4,
         dropout: float = 0.1,
+        edges=("sequence",),  # the edge types (module docstring); sequence alone: one pass, as before the switch
+        spatial_k: int = 16,  # predicted spatial neighbours per residue (used with "spatial" only)
     ):
         super().__init__()
         from pipelines.protein.graph import SEPARATION_BUCKETS
 
+        self.edges, self.spatial_k = tuple(edges), spatial_k
+        if not self.edges or set(self.edges) - set(EDGE_TYPES):
+            raise ValueError(f"edges {list(self.edges)} is not a non-empty list of {' / '.join(EDGE_TYPES)}")
         edge_dim = 2 * (len(SEPARATION_BUCKETS) + 1)  # graph.separation_features
         self.encoder = SequenceEncoder(hidden, layers, heads, edge_dim, dropout)
         self.head = PairHead(hidden, channels, blocks, dropout)
 
+    def first_graph(self, data):
+        """The first pass's edges: the stored sequence graph, or none at all when only spatial edges are asked."""
+        if "sequence" in self.edges:
+            return data.edge_index, data.edge_attr
+        return data.edge_index[:, :0], data.edge_attr[:0]
+
+    def spatial_graph(self, edge_index, edge_attr, logits):
+        """The first pass's edges plus the predicted spatial ones, coalesced, with their separation features
+        (of the first graph's dtype and device: float32 whatever precision the logits came out in)."""
+        from torch_geometric.utils import coalesce
+
+        from pipelines.protein.graph import separation_features
+
+        spatial = predicted_neighbours(logits, self.spatial_k)
+        edge_index = coalesce(torch.cat([edge_index, spatial], 1), num_nodes=logits.shape[0])
+        # graph.py's helpers build CPU tensors: compute there, then move beside the first graph's features
+        return edge_index, separation_features(edge_index.cpu()).to(edge_attr.device, edge_attr.dtype)
+
+    def encode(self, data) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(the last pass's residue states (L, hidden), the distogram logits of every pass)."""
+        edge_index, edge_attr = self.first_graph(data)
+        h = self.encoder(data.x, edge_index, edge_attr)
+        passes = [self.head(h)]
+        if "spatial" in self.edges:
+            edge_index, edge_attr = self.spatial_graph(edge_index, edge_attr, passes[0].detach())
+            h = self.encoder(data.x, edge_index, edge_attr)
+            passes.append(self.head(h))
+        return h, passes
+
+    def passes(self, data) -> list[torch.Tensor]:
+        return self.encode(data)[1]
+
     def forward(self, data):
-        return self.head(self.encoder(data.x, data.edge_index, data.edge_attr))
+        return self.passes(data)[-1]
 
 
 def distogram_loss(logits: torch.Tensor, labels: torch.Tensor, min_separation: int = 3) -> torch.Tensor:

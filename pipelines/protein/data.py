@@ -178,41 +178,54 @@ def with_labels(data):
 
 
 class ChainSplit:
-    """A map-style dataset over a split's chains: labelled, and cropped when training."""
+    """A map-style dataset over a split's chains: labelled, and cropped when training.
 
-    def __init__(self, chains, window: int, crop_size: int | None, seed: int):
-        self.chains, self.window, self.crop_size = chains, window, crop_size
+    `rebuild`: the stored sequence graphs were built with another window than `window` (a `model.window`
+    variant over the same prepared data), so each chain's graph is rebuilt from its sequence (milliseconds).
+    """
+
+    def __init__(self, chains, window: int, crop_size: int | None, seed: int, rebuild: bool = False):
+        self.chains, self.window, self.crop_size, self.rebuild = chains, window, crop_size, rebuild
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.chains)
 
     def __getitem__(self, i: int):
+        from pipelines.protein.graph import sequence_graph
+
         data = as_float(self.chains[i])
         data.window = self.window
         if self.crop_size:
-            data = crop(data, self.crop_size, self.rng)
+            data = crop(data, self.crop_size, self.rng)  # rebuilds the cropped graph with self.window anyway
+        elif self.rebuild:
+            graph = sequence_graph(data.sequence, self.window)
+            data.edge_index, data.edge_attr = graph.edge_index, graph.edge_attr
         return with_labels(data)
 
 
 class ProteinData(SplitLoaders):
     """The prepared splits; one chain per batch (pair maps differ in size), training chains randomly cropped."""
 
-    def __init__(self, prepared: Path, crop_size: int, seed: int, num_workers: int = 0):
+    def __init__(self, prepared: Path, crop_size: int, seed: int, num_workers: int = 0, window: int | None = None):
         from pipelines.protein.dataset import ChainGraphs
 
         self.prepared = Path(prepared)
         self.crop_size, self.seed, self.num_workers = crop_size, seed, num_workers
         self.splits = {s: ChainGraphs(self.prepared / f"{s}.pt") for s in ("train", "val", "test")}
-        self.window = json.loads((self.prepared / "meta.json").read_text())["window"]
+        stored = json.loads((self.prepared / "meta.json").read_text())["window"]
+        # the graph window the model trains with: `model.window` (None: the one prepare stored the graphs with)
+        self.window = stored if window is None else window
+        self.rebuild = self.window != stored
 
     def items(self, split: str) -> ChainSplit:
         """The split's whole chains, labelled (evaluation reads them uncropped)."""
-        return ChainSplit(self.splits[split], self.window, None, self.seed)
+        return ChainSplit(self.splits[split], self.window, None, self.seed, self.rebuild)
 
     def loader(self, split: str, train: bool):
         from torch.utils.data import DataLoader
 
-        chains = ChainSplit(self.splits[split], self.window, self.crop_size if train else None, self.seed)
+        crop_size = self.crop_size if train else None
+        chains = ChainSplit(self.splits[split], self.window, crop_size, self.seed, self.rebuild)
         # batch_size=None: no collation, each item is one chain's Data
         return DataLoader(chains, batch_size=None, shuffle=train, **loader_options(self.num_workers))

@@ -2,7 +2,8 @@
 
 Two graphs, for two questions:
 - `sequence_graph`: what contact prediction may see (the structure is not an input at inference): edges join
-  residues within `window` positions, and each edge carries its signed sequence separation;
+  residues within `window` positions, and each edge carries its signed sequence separation (with
+  `model.edges` holding "spatial", contacts.ContactNet adds edges to the contacts it predicted itself);
 - `structure_graph`: what refinement sees (coordinates in): edges to the k nearest residues in space plus
   the sequence neighbours, with the distance as radial basis functions and the direction to the neighbour in
   the residue's local frame (N, Cα, C), which is invariant to rotating the whole protein.

@@ -19,12 +19,15 @@ class ProteinModule(SplitSteps, pl.LightningModule):
         self.precisions: list[float] = []
 
     def step(self, data, stage: str):
-        logits = self.net(data)
-        loss = distogram_loss(logits, data.labels)
+        passes = self.net.passes(data)  # one pass; two with predicted spatial edges (contacts.ContactNet)
+        losses = [distogram_loss(logits, data.labels) for logits in passes]
+        logits, loss = passes[-1], losses[-1]
+        # logged: the prediction's own loss (the last pass), comparable across edge variants; optimised: the mean
+        # over passes, so the first pass, whose contacts pick the spatial edges, is trained as well
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=1)
         if stage == "val":
             self.precisions.append(long_range_precision(logits, data.points))
-        return loss
+        return loss if len(losses) == 1 else torch.stack(losses).mean()
 
     def on_validation_epoch_end(self) -> None:
         values = [p for p in self.precisions if p is not None]

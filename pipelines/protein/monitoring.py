@@ -62,7 +62,7 @@ def embedding(python_model, sequence: str) -> np.ndarray:
 
     data = sequence_graph(sequence, python_model.config["window"])
     with torch.inference_mode():
-        h = python_model.net.encoder(data.x, data.edge_index, data.edge_attr).mean(0).numpy()
+        h = python_model.net.encode(data)[0].mean(0).numpy()  # the last pass's states (two with spatial edges)
     projection = np.random.default_rng(0).normal(0, 1 / np.sqrt(EMBEDDING_DIMS), (h.shape[0], EMBEDDING_DIMS))
     return h @ projection
 

@@ -102,13 +102,16 @@ class Protein(MonitoringModule):
     def datamodule(self, cfg, paths: Paths):
         from pipelines.protein.data import ProteinData
 
-        return ProteinData(paths.prepared, cfg.project.model.crop, cfg.seed, cfg.project.train.num_workers)
+        model, train = cfg.project.model, cfg.project.train
+        return ProteinData(paths.prepared, model.crop, cfg.seed, train.num_workers, window=model.window)
 
     # ---- model ------------------------------------------------------------------------------------
 
     def architecture(self, model) -> dict:
-        keys = ("hidden", "layers", "heads", "channels", "blocks", "dropout")
-        return {k: getattr(model, k) for k in keys}
+        keys = ("hidden", "layers", "heads", "channels", "blocks", "dropout", "edges", "spatial_k")
+        architecture = {k: getattr(model, k) for k in keys}
+        architecture["edges"] = list(model.edges)  # a plain list for hparams and model.json, whatever built it
+        return architecture
 
     def build_module(self, cfg, datamodule, hparams: dict):
         from pipelines.protein.contacts import ContactNet
@@ -123,6 +126,7 @@ class Protein(MonitoringModule):
                 "lr": hparams.get("lr", section.train.lr),
                 "weight_decay": hparams.get("weight_decay", section.train.weight_decay),
                 "architecture": self.architecture(model),
+                "window": datamodule.window,  # the sequence graph trained on: served with the same one
             },
         )
 
@@ -144,7 +148,7 @@ class Protein(MonitoringModule):
         data = cfg.project.data
         config = {
             "architecture": module.hparams["architecture"],
-            "window": json.loads((paths.prepared / "meta.json").read_text())["window"],
+            "window": module.hparams.get("window") or json.loads((paths.prepared / "meta.json").read_text())["window"],
             "min_length": data.min_length,
             "max_length": data.max_length,
             "fold_steps": cfg.project.fold.steps,

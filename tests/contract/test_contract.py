@@ -75,12 +75,14 @@ TINY_PARAMS = {
     "tune": {"n_trials": 4, "max_epochs": 3, "pruner": "none"},
     "register": {"margin": 0.0},
 }
+TINY_STUDY = {"seeds": 2, "variants": {"wide": {"model.hidden": 16}, "narrow": {"model.hidden": 2}}}
 
 
 def params_file(repo_root: Path, tmp_path: Path) -> Path:
     """params.yaml with the test project's section beside the real ones."""
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["tiny"] = TINY_PARAMS
+    params["ablations"]["tiny"] = TINY_STUDY
     params["profiles"]["demo"]["tiny"] = {}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -141,6 +143,47 @@ def test_project_runs_pull_to_register_in_seconds(name, repo_root, tmp_path, sto
     # the monitoring reference exists exactly when the project is monitorable
     has_reference = "monitor.reference" in champion.tags
     assert has_reference == ("monitorable" in capabilities(project))
+
+
+@pytest.mark.parametrize("name", [*PROJECTS, "tiny"])
+def test_project_ablation_study_runs_shrunk(name, repo_root, tmp_path, store):
+    """Each project's declared study is valid and runs: its first variant against base, 2 seeds, 1 epoch."""
+    project = plug_in(name)
+    params = params_file(repo_root, tmp_path)
+    declared = load_config(name, project.section, params, "demo", SHRINK[name]).ablations
+    first = (declared.run or list(declared.variants))[0]
+    study = [f"ablations.{name}.seeds=2", f"ablations.{name}.max_epochs=1", f"ablations.{name}.run=[{first}]"]
+    cfg = load_config(name, project.section, params, "demo", [*SHRINK[name], *study])
+    paths = Paths.of(name, tmp_path / "data")
+    for stage in ("pull", "validate", "prepare", "ablate"):
+        stages.run(project, cfg, stage, paths)
+
+    metrics = json.loads((paths.ablation / "metrics.json").read_text())
+    assert metrics["metric"] == project.objective.select.name
+    assert metrics["direction"] == project.objective.select.direction
+    assert set(metrics["variants"]) == {"base", first}
+    import pandas as pd
+
+    runs = pd.read_csv(paths.ablation / "runs.csv")
+    assert sorted(zip(runs["variant"], runs["seed"], strict=True)) == [
+        (v, s) for v in sorted(["base", first]) for s in (42, 43)
+    ]
+    assert runs["score"].notna().all() and (runs["epochs"] <= 1).all()
+    base = runs[runs["variant"] == "base"].set_index("seed")["score"]
+    other = runs[runs["variant"] == first].set_index("seed")["score"]
+    assert metrics["variants"][first]["diff"] == pytest.approx((other - base).mean())  # paired by seed
+    assert f"| {first} |" in (paths.ablation / "table.md").read_text()
+
+    # MLflow: one parent run of the study, one nested run per variant x seed, each tagged with its variant
+    experiment = store.get_experiment_by_name(cfg.model_name)
+    (parent,) = store.search_runs([experiment.experiment_id], "tags.`scifolio.stage` = 'ablate'")
+    children = store.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted((c.data.tags["ablation.variant"], c.data.tags["ablation.seed"]) for c in children) == sorted(
+        (v, str(s)) for v in ("base", first) for s in (42, 43)
+    )
+    assert {"ablation/table.md", "ablation/runs.csv", "ablation/metrics.json"} <= {
+        a.path for a in store.list_artifacts(parent.info.run_id, "ablation")
+    }
 
 
 def test_a_maximised_objective_selects_the_best_epoch_and_trial(repo_root, tmp_path, store):

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.stages import STAGES
+from components.stages import STAGES, STUDIES
 from pipelines.registry import PROJECTS
 
-SHARED_KEYS = {"profile", "seed", "tracking", "profiles"}  # params.yaml keys that are not projects
+SHARED_KEYS = {"profile", "seed", "tracking", "profiles", "ablations"}  # params.yaml keys that are not projects
 
 
 def load(repo_root: Path, name: str) -> dict:
@@ -30,7 +30,7 @@ def test_dvc_yaml_runs_every_registered_project(repo_root):
     (projects,) = [v["projects"] for v in dvc["vars"] if "projects" in v]
     assert projects == list(PROJECTS)
     foreach = {name for name, stage in dvc["stages"].items() if "foreach" in stage}
-    assert foreach == {*STAGES, "monitor"}
+    assert foreach == {*STAGES, *STUDIES, "monitor"}
     own = set(dvc["stages"]) - foreach  # a project's own stages (literature's analyses): <project>-<step>
     assert all(name.split("-")[0] in PROJECTS for name in own), sorted(own)
 
@@ -89,6 +89,7 @@ def test_params_yaml_has_a_section_per_project_and_nothing_else(repo_root):
     assert set(params) - SHARED_KEYS == set(PROJECTS)
     for profile, changes in params["profiles"].items():
         assert set(changes or {}) <= set(PROJECTS) | SHARED_KEYS, f"profiles.{profile}"
+    assert set(params["ablations"]) == set(PROJECTS)  # every project has a study (ablate@<p> runs for each)
 
 
 def test_retrain_workflow_offers_every_project(repo_root):
@@ -152,7 +153,7 @@ def stage_modules(repo_root: Path, stage: str) -> set[str]:
     return {"components.stages"} | closure(repo_root, {*module_level, *component_imports(function)})
 
 
-@pytest.mark.parametrize("stage", [*STAGES])
+@pytest.mark.parametrize("stage", [*STAGES, *STUDIES])
 def test_each_stage_depends_on_every_component_it_imports(repo_root, stage):
     deps = set(load(repo_root, "dvc.yaml")["stages"][stage]["do"]["deps"])
     needed = {m.replace(".", "/") + ".py" for m in stage_modules(repo_root, stage)}

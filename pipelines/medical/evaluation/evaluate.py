@@ -144,8 +144,8 @@ def text_attribution_table(net, dm, test_p) -> pd.DataFrame | None:
 
     from pipelines.medical.evaluation.explain import text_attributions
 
-    if not hasattr(net, "encode_text") or len(test_p) == 0:
-        return None  # the DenseNet baseline has no non-image branch
+    if not hasattr(net, "tok_embed") or len(test_p) == 0:
+        return None  # the DenseNet baseline, or the multimodal model with text=False: no text branch
     batch = first_batch(dm, 1)
     k = int(np.argmax(test_p[0]))
     tokenizer = Tokenizer.from_file(str(dm.tokenizer_path)) if dm.tokenizer_path else None
