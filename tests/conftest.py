@@ -45,6 +45,17 @@ def _isolate_mlflow_env():
 
 
 @pytest.fixture
+def store(tmp_path, monkeypatch):
+    """An MLflow client on a fresh SQLite store in tmp_path, which is also where stages log (the env var)."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient(uri)
+
+
+@pytest.fixture
 def loopback():
     """serve(folder) -> "http://127.0.0.1:<port>": a real HTTP mirror of a local folder, for pull tests."""
     import functools

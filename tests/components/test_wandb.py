@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import mlflow
 import pytest
 
 from components import stages
@@ -92,14 +91,6 @@ def wandb_env(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     yield counter
     counter.close()
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    return mlflow.MlflowClient(uri)
 
 
 def test_train_mirrors_metrics_to_an_offline_wandb_run(repo_root, tmp_path, store, wandb_env, monkeypatch):

@@ -13,7 +13,6 @@ import json
 import time
 from pathlib import Path
 
-import mlflow
 import pytest
 import yaml
 
@@ -91,14 +90,6 @@ def params_file(repo_root: Path, tmp_path: Path) -> Path:
 
 def plug_in(name: str):
     return TINY if name == "tiny" else get_project(name)
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    return mlflow.MlflowClient(uri)
 
 
 @pytest.mark.parametrize("name", [*PROJECTS, "tiny"])

@@ -55,14 +55,6 @@ def config(tmp_path: Path, profile: str = "demo", overrides=(), demo: dict = DEM
     return load_config("literature", LITERATURE.section, params_file(tmp_path, demo), profile, list(overrides))
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    return mlflow.MlflowClient(uri)
-
-
 def test_the_plug_in_passes_the_contract():
     assert check_contract(LITERATURE) == frozenset({"tunable", "monitorable", "replayable", "app"})
     assert LITERATURE.objective.select.name == "val/macro_f1" and LITERATURE.objective.gate.name == "test/macro_f1"
