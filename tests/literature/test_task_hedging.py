@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.literature.test_project import (  # noqa: F401  (store is a fixture)
+from tests.literature.test_project import (
     SHARED,
     assert_groups_disjoint,
     demo_chain,
     real_prepare,
-    store,
 )
 
 pytestmark = pytest.mark.usefixtures("store")  # every test writes MLflow runs into a temporary store

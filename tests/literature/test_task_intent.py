@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.literature.test_project import config, demo_chain, store  # noqa: F401  (store is a fixture)
+from tests.literature.test_project import demo_chain
 
 pytestmark = pytest.mark.usefixtures("store")
 

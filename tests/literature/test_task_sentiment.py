@@ -8,13 +8,12 @@ import pytest
 
 from pipelines.literature.data import assemble
 from pipelines.literature.tasks import spec
-from tests.literature.test_project import (  # noqa: F401  (store is a fixture)
+from tests.literature.test_project import (
     SHARED,
     assert_groups_disjoint,
     config,
     demo_chain,
     real_prepare,
-    store,
 )
 
 pytestmark = pytest.mark.usefixtures("store")  # every test writes MLflow runs into a temporary store
